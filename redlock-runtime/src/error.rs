@@ -1,0 +1,157 @@
+//! The one error type of the crate.
+
+use std::time::Duration;
+
+/// Why a lock operation failed.
+///
+/// Every variant names the lock key it concerns (without the manager's prefix), so a log line or an
+/// HTTP error body says which lock was involved. Redis errors are never turned into `false`: a
+/// failed round trip is a [`LockError::Redis`], distinct from a busy lock ([`LockError::Timeout`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// The lock stayed busy for the whole `wait`.
+    #[error("lock `{key}` is busy: not acquired within {}", humanize(*waited))]
+    Timeout {
+        /// The lock key.
+        key: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// The lock was lost while held: its token is gone from Redis, or no renewal could be
+    /// confirmed before the lease ran out. The locked body was stopped.
+    #[error("lock `{key}` was lost while held: the lease ran out or the key was removed")]
+    Lost {
+        /// The lock key.
+        key: String,
+    },
+    /// A Redlock acquisition reached fewer nodes than the quorum, or too late to be valid.
+    #[error("lock `{key}`: quorum not reached ({reached} of {needed} nodes)")]
+    QuorumNotReached {
+        /// The lock key.
+        key: String,
+        /// Nodes on which the lock was taken in time.
+        reached: usize,
+        /// Nodes needed (N/2 + 1).
+        needed: usize,
+    },
+    /// Redis could not be reached, did not answer in time, or answered with an error.
+    #[error("lock `{key}`: redis error: {source}")]
+    Redis {
+        /// The lock key.
+        key: String,
+        /// The error from the Redis client.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// The lock key holds a value of another type (a list, a hash...), so it is not a lock.
+    #[error(
+        "lock `{key}`: the redis key holds a {found}, not a lock; choose another key or prefix"
+    )]
+    WrongType {
+        /// The lock key.
+        key: String,
+        /// The Redis type found at the key.
+        found: String,
+    },
+    /// The manager or the lock options are invalid (bad URL, zero ttl, ...).
+    #[error("invalid lock configuration: {0}")]
+    Config(String),
+}
+
+impl LockError {
+    /// The lock key this error concerns, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Timeout { key, .. }
+            | Self::Lost { key }
+            | Self::QuorumNotReached { key, .. }
+            | Self::Redis { key, .. }
+            | Self::WrongType { key, .. } => Some(key),
+            Self::Config(_) => None,
+        }
+    }
+
+    /// True for [`LockError::Timeout`]: the lock was busy, nothing failed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+
+    /// True for [`LockError::Lost`].
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Self::Lost { .. })
+    }
+
+    pub(crate) fn redis(key: &str, source: redis::RedisError) -> Self {
+        Self::Redis {
+            key: key.to_owned(),
+            source,
+        }
+    }
+
+    /// A Redis round trip that did not finish within `limit`.
+    pub(crate) fn no_answer(key: &str, limit: Duration) -> Self {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("redis did not answer within {}", humanize(limit)),
+        );
+        Self::redis(key, redis::RedisError::from(io))
+    }
+
+    /// Whether retrying later may succeed (connection trouble), as opposed to a definite answer.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            Self::Redis { source, .. } => {
+                source.is_io_error()
+                    || source.is_timeout()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+                    || source.is_unrecoverable_error()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `1.5s`, `250ms`: durations in messages, rounded to the millisecond.
+fn humanize(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms >= 1000 && ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else if ms >= 1000 {
+        format!("{:.3}s", d.as_secs_f64())
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_key_and_a_readable_duration() {
+        let e = LockError::Timeout {
+            key: "account:7".into(),
+            waited: Duration::from_millis(4000),
+        };
+        assert_eq!(
+            e.to_string(),
+            "lock `account:7` is busy: not acquired within 4s"
+        );
+        let e = LockError::Timeout {
+            key: "k".into(),
+            waited: Duration::from_millis(250),
+        };
+        assert_eq!(e.to_string(), "lock `k` is busy: not acquired within 250ms");
+        assert_eq!(e.key(), Some("k"));
+        assert!(e.is_timeout());
+    }
+
+    #[test]
+    fn a_timed_out_round_trip_is_transient() {
+        let e = LockError::no_answer("k", Duration::from_millis(1500));
+        assert!(e.is_transient());
+        assert!(e.to_string().contains("within 1.500s"), "{e}");
+    }
+}

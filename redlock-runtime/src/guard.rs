@@ -1,0 +1,252 @@
+//! A held lock: its key, token, fencing token and lease.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use crate::error::LockError;
+use crate::manager::Inner;
+use crate::scripts;
+
+const HELD: u8 = 0;
+const RELEASED: u8 = 1;
+const LOST: u8 = 2;
+
+/// Proof of holding a lock.
+///
+/// Dropping a guard that was not released sends a release in the background when a tokio
+/// runtime is at hand (best effort); otherwise the lease simply expires. Prefer
+/// [`LockGuard::release`], which reports the outcome.
+#[must_use = "a lock is released as soon as its guard is dropped"]
+pub struct LockGuard {
+    manager: Arc<Inner>,
+    key: String,
+    redis_key: String,
+    token: String,
+    fence: u64,
+    ttl: Duration,
+    /// Local, conservative end of the lease: when the last confirmed acquire or renewal was
+    /// *sent*, plus the ttl, minus the clock drift allowance.
+    lease_end: Mutex<Instant>,
+    state: AtomicU8,
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("key", &self.key)
+            .field("fencing_token", &self.fence)
+            .field("remaining", &self.remaining())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Allowance for clock drift between this process and Redis: 1% of the lease plus 2 ms, as in
+/// the Redlock algorithm.
+pub(crate) fn drift(ttl: Duration) -> Duration {
+    ttl / 100 + Duration::from_millis(2)
+}
+
+impl LockGuard {
+    pub(crate) fn new(
+        manager: Arc<Inner>,
+        key: String,
+        redis_key: String,
+        token: String,
+        fence: u64,
+        ttl: Duration,
+        sent: Instant,
+    ) -> Self {
+        Self {
+            manager,
+            key,
+            redis_key,
+            token,
+            fence,
+            ttl,
+            lease_end: Mutex::new(lease_end(sent, ttl)),
+            state: AtomicU8::new(HELD),
+        }
+    }
+
+    /// The lock key, without the manager's prefix.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The Redis key of the lock (prefix included).
+    pub fn redis_key(&self) -> &str {
+        &self.redis_key
+    }
+
+    /// A number strictly greater than the fencing token of every earlier holder of this key.
+    ///
+    /// Pass it along with every write made under the lock; a store that remembers the highest
+    /// token it has seen and refuses lower ones is safe even from a holder that paused past its
+    /// lease. See the [`fence`](crate::fence) module.
+    pub fn fencing_token(&self) -> u64 {
+        self.fence
+    }
+
+    /// The lease this lock was taken with.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A conservative estimate of how long the lock is still held, measured on this machine's
+    /// monotonic clock from when the last acquire or renewal was sent, minus a drift allowance.
+    /// Zero once the lease may have run out, or after release.
+    pub fn remaining(&self) -> Duration {
+        if self.state.load(Ordering::Acquire) != HELD {
+            return Duration::ZERO;
+        }
+        self.lease_end().saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the guard still believes it holds the lock (not released, not found lost, lease
+    /// not run out).
+    pub fn is_held(&self) -> bool {
+        !self.remaining().is_zero()
+    }
+
+    pub(crate) fn lease_end(&self) -> Instant {
+        *self.lease_end.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Renews the lease to a full ttl from now, if this guard still holds the lock.
+    ///
+    /// Returns [`LockError::Lost`] if the lock is no longer held by this guard.
+    pub async fn extend(&self) -> Result<(), LockError> {
+        if self.state.load(Ordering::Acquire) != HELD {
+            return Err(self.lost());
+        }
+        let sent = Instant::now();
+        let renewed: i64 = self
+            .manager
+            .eval(
+                &self.key,
+                scripts::EXTEND
+                    .key(&self.redis_key)
+                    .arg(&self.token)
+                    .arg(self.ttl.as_millis() as u64),
+            )
+            .await?;
+        if renewed == 1 {
+            *self.lease_end.lock().unwrap_or_else(|e| e.into_inner()) = lease_end(sent, self.ttl);
+            tracing::trace!(key = %self.key, "renewed");
+            Ok(())
+        } else {
+            self.mark_lost();
+            Err(self.lost())
+        }
+    }
+
+    /// Releases the lock now.
+    ///
+    /// Deletes the key only if this guard's token still holds it, and wakes waiters. Returns
+    /// [`LockError::Lost`] if the lock had already expired or been taken over.
+    pub async fn release(self) -> Result<(), LockError> {
+        self.release_ref().await
+    }
+
+    pub(crate) async fn release_ref(&self) -> Result<(), LockError> {
+        match self.state.swap(RELEASED, Ordering::AcqRel) {
+            HELD => {}
+            LOST => return Err(self.lost()),
+            _ => return Ok(()),
+        }
+        let span = tracing::debug_span!("redlock.release", key = %self.key);
+        release(&self.manager, &self.key, &self.redis_key, &self.token)
+            .instrument(span)
+            .await
+    }
+
+    pub(crate) fn mark_lost(&self) {
+        if self
+            .state
+            .compare_exchange(HELD, LOST, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            tracing::warn!(key = %self.key, fence = self.fence, "lock lost");
+        }
+    }
+
+    pub(crate) fn lost(&self) -> LockError {
+        LockError::Lost {
+            key: self.key.clone(),
+        }
+    }
+
+    /// When the next renewal is due: a third of the lease after the last confirmed one.
+    pub(crate) fn renew_at(&self) -> Instant {
+        let end = self.lease_end() + drift(self.ttl);
+        end - self.ttl + self.ttl / 3
+    }
+}
+
+fn lease_end(sent: Instant, ttl: Duration) -> Instant {
+    sent + ttl.saturating_sub(drift(ttl))
+}
+
+async fn release(
+    manager: &Inner,
+    key: &str,
+    redis_key: &str,
+    token: &str,
+) -> Result<(), LockError> {
+    let released: i64 = manager
+        .eval(key, scripts::RELEASE.key(redis_key).arg(token))
+        .await?;
+    if released == 1 {
+        if let Some(notices) = &manager.notices {
+            notices.notify_local(redis_key);
+        }
+        tracing::debug!("released");
+        Ok(())
+    } else {
+        tracing::debug!("already expired or taken over at release");
+        Err(LockError::Lost {
+            key: key.to_owned(),
+        })
+    }
+}
+
+/// Releases guards after a locked body finished; failures are logged, never returned, so they
+/// cannot override the body's result (the lease expires anyway).
+pub(crate) async fn release_after(guards: &[&LockGuard]) {
+    for guard in guards {
+        if guard.state.load(Ordering::Acquire) == LOST {
+            continue;
+        }
+        if let Err(e) = guard.release_ref().await {
+            tracing::warn!(key = %guard.key, error = %e, "release failed; the lease will expire");
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.state.load(Ordering::Acquire) != HELD {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(key = %self.key, "guard dropped outside a runtime; the lease will expire");
+            return;
+        };
+        let manager = self.manager.clone();
+        let key = std::mem::take(&mut self.key);
+        let redis_key = std::mem::take(&mut self.redis_key);
+        let token = std::mem::take(&mut self.token);
+        let span = tracing::debug_span!("redlock.release", key = %key, on_drop = true);
+        handle.spawn(
+            async move {
+                if let Err(e) = release(&manager, &key, &redis_key, &token).await {
+                    tracing::debug!(error = %e, "release on drop failed; the lease will expire");
+                }
+            }
+            .instrument(span),
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! Runtime of [redlock](https://docs.rs/redlock): distributed locks kept in Redis.
+//!
+//! Most users write `#[redlock::distributed_lock(...)]` and never touch this crate directly; it
+//! holds what the attribute expands to, and an API for code that locks by hand:
+//!
+//! - [`LockManager`]: connections and settings; [`install`] / [`global`] for the process-global
+//!   manager (built from `REDIS_URL` when none is installed).
+//! - [`LockManager::acquire_with`] → [`LockGuard`] (key, [fencing token](fence), remaining
+//!   lease, extend, release); [`LockManager::acquire_many`] for several keys, deadlock-free.
+//! - [`LockManager::with_lock`]: acquire, run a future while renewing the lease, release; the
+//!   future is stopped with [`LockError::Lost`] if the lock is lost.
+//! - [`LockError`]: every failure, typed.
+//!
+//! How it works: acquire is one Lua script (`SET NX PX` plus the fencing counter, or the
+//! holder's remaining lease when busy); release is compare-and-delete that publishes a release
+//! notice; extend is compare-and-pexpire. Waiters wake on the notice (see [`wait`](crate#waiting))
+//! and otherwise poll with jittered backoff, never past the holder's lease.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use redlock_runtime::{LockManager, LockOptions};
+//!
+//! # async fn demo() -> Result<(), redlock_runtime::LockError> {
+//! let locks = LockManager::connect("redis://127.0.0.1:6379").await?;
+//! let options = LockOptions::new(Duration::from_secs(3)).wait(Duration::from_secs(4));
+//! let balance = locks
+//!     .with_lock("account:7", &options, |guard| async move {
+//!         // read-modify-write here; pass guard.fencing_token() to the store
+//!         guard.fencing_token()
+//!     })
+//!     .await?;
+//! # let _ = balance; Ok(()) }
+//! ```
+//!
+//! # Waiting
+//!
+//! A busy lock is waited for up to `wait`: the waiter subscribes to the key's release notices
+//! (one shared pub/sub connection per manager), looks once more, then sleeps until a notice, the
+//! next backoff step (exponential, full jitter), the holder's remaining lease, or the deadline,
+//! whichever comes first.
+
+#![warn(missing_docs)]
+
+#[doc(hidden)]
+pub mod __private;
+mod error;
+pub mod fence;
+mod guard;
+mod manager;
+mod options;
+pub mod renew;
+mod scripts;
+mod set;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod wait;
+
+pub use error::LockError;
+pub use guard::LockGuard;
+pub use manager::{global, install, LockManager, LockManagerBuilder, DEFAULT_PREFIX, DEFAULT_URL};
+pub use options::{LockOptions, MAX_TTL};
+pub use set::LockSet;

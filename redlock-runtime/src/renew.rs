@@ -1,0 +1,77 @@
+//! Renewal: keep leases alive while a locked body runs, and stop the body when a lock is lost.
+//!
+//! The renewal loop is not a detached task: it is polled together with the body inside the
+//! locked call, so it cannot outlive it. Every ttl/3 it extends each lease (compare-and-pexpire).
+//! A renewal that finds the token gone, or that cannot be confirmed before the local estimate of
+//! the lease (minus clock drift) runs out, declares the lock lost: the body future is dropped at
+//! its next await point and the call returns [`LockError::Lost`].
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::error::LockError;
+use crate::guard::LockGuard;
+
+/// Pause between retries of a renewal that failed for connection reasons.
+const RETRY: Duration = Duration::from_millis(50);
+
+/// Runs `body` while `guards` are held, renewing them when `renew` is set.
+pub async fn hold<F: Future>(
+    guards: &[&LockGuard],
+    renew: bool,
+    body: F,
+) -> Result<F::Output, LockError> {
+    if !renew || guards.is_empty() {
+        return Ok(body.await);
+    }
+    let body = std::pin::pin!(body);
+    tokio::select! {
+        biased;
+        output = body => Ok(output),
+        lost = keep_alive(guards) => Err(lost),
+    }
+}
+
+/// Renews every guard when due; returns only when one of them is lost.
+async fn keep_alive(guards: &[&LockGuard]) -> LockError {
+    loop {
+        let due = guards
+            .iter()
+            .map(|guard| guard.renew_at())
+            .min()
+            .unwrap_or_else(Instant::now);
+        tokio::time::sleep_until(due.into()).await;
+        for guard in guards {
+            if guard.renew_at() <= Instant::now() {
+                if let Err(lost) = renew_one(guard).await {
+                    return lost;
+                }
+            }
+        }
+    }
+}
+
+/// Extends one lease, retrying connection trouble until the lease runs out.
+async fn renew_one(guard: &LockGuard) -> Result<(), LockError> {
+    loop {
+        let lease_end = guard.lease_end();
+        if Instant::now() >= lease_end {
+            tracing::warn!(
+                key = guard.key(),
+                "no renewal confirmed before the lease ran out"
+            );
+            guard.mark_lost();
+            return Err(guard.lost());
+        }
+        match tokio::time::timeout_at(lease_end.into(), guard.extend()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e @ LockError::Lost { .. })) => return Err(e),
+            Ok(Err(e)) => {
+                tracing::debug!(key = guard.key(), error = %e, "renewal failed; retrying");
+                let pause = RETRY.min(lease_end.saturating_duration_since(Instant::now()));
+                tokio::time::sleep(pause).await;
+            }
+            Err(_) => {} // the lease ran out while waiting: the loop head reports it
+        }
+    }
+}

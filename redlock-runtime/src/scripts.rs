@@ -1,0 +1,46 @@
+//! The Lua scripts that make every lock operation one atomic round trip.
+//!
+//! They are sent with `EVALSHA`; `redis::Script` loads them again after a `NOSCRIPT` reply (a
+//! restarted server, `SCRIPT FLUSH`).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// `SET NX PX` plus the fencing counter; the remaining lease when busy.
+pub(crate) static ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+
+/// Compare-and-delete that publishes a release notice.
+pub(crate) static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+
+/// Compare-and-pexpire.
+pub(crate) static EXTEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+
+/// What the acquire script answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// Taken, with this fencing token.
+    Acquired(u64),
+    /// Held by someone else for about this many more milliseconds (`None`: no expiry set).
+    Busy(Option<u64>),
+    /// The key holds another Redis type.
+    WrongType(String),
+}
+
+impl redis::FromRedisValue for Attempt {
+    fn from_redis_value(v: redis::Value) -> Result<Self, redis::ParsingError> {
+        let (tag, value): (i64, redis::Value) = redis::FromRedisValue::from_redis_value(v)?;
+        match tag {
+            1 => Ok(Self::Acquired(redis::from_redis_value(value)?)),
+            0 => {
+                let pttl: i64 = redis::from_redis_value(value)?;
+                Ok(Self::Busy(u64::try_from(pttl).ok()))
+            }
+            2 => Ok(Self::WrongType(redis::from_redis_value(value)?)),
+            other => Err(format!("unexpected acquire reply tag {other}").into()),
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Waiting for a busy lock: release notices over pub/sub, and jittered backoff as the fallback.
+//!
+//! A manager opens one pub/sub connection, on first contention. Each waited-on key has an entry
+//! with a reference count and a [`watch`] channel; the first waiter subscribes to the key's
+//! channel, the last one to leave unsubscribes. A release notice (from the release script, or
+//! from a release made by this very process) bumps the channel and wakes every local waiter at
+//! once, so a hand-off costs one round trip, not a polling interval. A lost notice only costs
+//! latency: waiters also poll with exponential backoff and full jitter, never sleeping past the
+//! holder's remaining lease.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::{watch, OnceCell};
+
+/// Exponential backoff with full jitter: the n-th delay is uniform in `[0, min(max, min·2ⁿ)]`.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    cap: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        Self { cap: min, max }
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let cap = self.cap;
+        self.cap = (self.cap * 2).min(self.max);
+        let nanos = cap.as_nanos().min(u64::MAX as u128) as u64;
+        Duration::from_nanos(fastrand::u64(0..=nanos))
+    }
+}
+
+type Table = Arc<Mutex<HashMap<String, Entry>>>;
+
+struct Entry {
+    refs: usize,
+    bell: watch::Sender<u64>,
+    subscribed: Arc<OnceCell<()>>,
+}
+
+/// The release-notice side of a manager.
+pub(crate) struct Notices {
+    client: redis::Client,
+    op_timeout: Duration,
+    table: Table,
+    conn: OnceCell<ConnectionManager>,
+    /// Orders SUBSCRIBE and UNSUBSCRIBE, so a late unsubscribe never cancels a new subscription.
+    order: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn lock(table: &Table) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    table.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ring(entry: &Entry) {
+    entry.bell.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+impl Notices {
+    pub(crate) fn new(client: &redis::Client, op_timeout: Duration) -> Self {
+        let info = client.get_connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let info = info.set_redis_settings(settings);
+        let client = redis::Client::open(info).unwrap_or_else(|_| client.clone());
+        Self {
+            client,
+            op_timeout,
+            table: Arc::default(),
+            conn: OnceCell::new(),
+            order: Arc::default(),
+        }
+    }
+
+    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        self.conn
+            .get_or_try_init(|| async {
+                let table = self.table.clone();
+                let on_push = move |info: PushInfo| -> Result<(), ()> {
+                    dispatch(&table, info);
+                    Ok(())
+                };
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.op_timeout))
+                    .set_response_timeout(Some(self.op_timeout))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(20))
+                    .set_max_delay(Duration::from_millis(500))
+                    .set_push_sender(on_push)
+                    .set_automatic_resubscription();
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            })
+            .await
+            .cloned()
+    }
+
+    /// Registers interest in `channel` and returns once Redis confirmed the subscription, so
+    /// every release after this returns is heard.
+    pub(crate) async fn subscribe(&self, channel: &str) -> redis::RedisResult<Subscription> {
+        let (bell, subscribed) = {
+            let mut table = lock(&self.table);
+            let entry = table.entry(channel.to_owned()).or_insert_with(|| Entry {
+                refs: 0,
+                bell: watch::channel(0).0,
+                subscribed: Arc::default(),
+            });
+            entry.refs += 1;
+            (entry.bell.subscribe(), entry.subscribed.clone())
+        };
+        let mut subscription = Subscription {
+            table: self.table.clone(),
+            channel: channel.to_owned(),
+            bell,
+            unsubscribe: None,
+        };
+        let conn = self.connection().await?;
+        let limit = self.op_timeout;
+        subscribed
+            .get_or_try_init(|| async {
+                let _order = self.order.lock().await;
+                let mut conn = conn.clone();
+                match tokio::time::timeout(limit, conn.subscribe(channel)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "subscribe timed out",
+                    ))),
+                }
+            })
+            .await?;
+        subscription.unsubscribe = Some((conn, self.order.clone()));
+        Ok(subscription)
+    }
+
+    /// Wakes local waiters of `channel` at once (a release made by this process).
+    pub(crate) fn notify_local(&self, channel: &str) {
+        if let Some(entry) = lock(&self.table).get(channel) {
+            ring(entry);
+        }
+    }
+}
+
+fn dispatch(table: &Table, info: PushInfo) {
+    match info.kind {
+        PushKind::Message | PushKind::SMessage => {
+            let channel = match info.data.first() {
+                Some(Value::BulkString(bytes)) => std::str::from_utf8(bytes).ok(),
+                Some(Value::SimpleString(s)) => Some(s.as_str()),
+                _ => None,
+            };
+            if let Some(entry) = channel.and_then(|c| lock(table).get(c).map(|e| e.bell.clone())) {
+                entry.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+        PushKind::Disconnection => {
+            // Notices may have been missed: let every waiter look again.
+            for entry in lock(table).values() {
+                ring(entry);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One waiter's interest in one key's release notices; dropping it gives the interest up.
+pub(crate) struct Subscription {
+    table: Table,
+    channel: String,
+    bell: watch::Receiver<u64>,
+    unsubscribe: Option<(ConnectionManager, Arc<tokio::sync::Mutex<()>>)>,
+}
+
+impl Subscription {
+    /// Forgets notices heard so far: call before each attempt.
+    pub(crate) fn mark_seen(&mut self) {
+        self.bell.borrow_and_update();
+    }
+
+    /// Sleeps for `delay`, or less if a notice arrives.
+    pub(crate) async fn wait(&mut self, delay: Duration) {
+        let _ = tokio::time::timeout(delay, self.bell.changed()).await;
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let last = {
+            let mut table = lock(&self.table);
+            match table.get_mut(&self.channel) {
+                Some(entry) if entry.refs > 1 => {
+                    entry.refs -= 1;
+                    false
+                }
+                Some(_) => {
+                    table.remove(&self.channel);
+                    true
+                }
+                None => false,
+            }
+        };
+        if !last {
+            return;
+        }
+        let (Some((mut conn, order)), Ok(handle)) = (
+            self.unsubscribe.take(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let table = self.table.clone();
+        let channel = std::mem::take(&mut self.channel);
+        handle.spawn(async move {
+            let _order = order.lock().await;
+            if lock(&table).contains_key(&channel) {
+                return; // a new waiter arrived and is subscribed (or about to be)
+            }
+            if let Err(e) = conn.unsubscribe(&channel).await {
+                tracing::debug!(channel, error = %e, "unsubscribe failed");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_and_stays_within_it() {
+        let mut backoff = Backoff::new(Duration::from_millis(2), Duration::from_millis(50));
+        for _ in 0..100 {
+            assert!(backoff.next_delay() <= Duration::from_millis(50));
+        }
+        assert_eq!(backoff.cap, Duration::from_millis(50));
+        let first = Backoff::new(Duration::from_millis(2), Duration::from_millis(50)).next_delay();
+        assert!(first <= Duration::from_millis(2));
+    }
+}
