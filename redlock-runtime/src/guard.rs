@@ -200,9 +200,6 @@ async fn release(
         .eval(key, scripts::RELEASE.key(redis_key).arg(token))
         .await?;
     if released == 1 {
-        if let Some(notices) = &manager.notices {
-            notices.notify_local(redis_key);
-        }
         tracing::debug!("released");
         Ok(())
     } else {

@@ -269,7 +269,7 @@ impl LockManager {
         loop {
             attempts += 1;
             if let Some(sub) = subscription.as_mut() {
-                sub.mark_seen();
+                sub.arm();
             }
             let sent = Instant::now();
             let outcome = inner
@@ -369,11 +369,8 @@ impl LockManager {
             match self.acquire_with(key, &options.clone().wait(left)).await {
                 Ok(guard) => guards.push(guard),
                 Err(e) => {
-                    for guard in guards {
-                        if let Err(release) = guard.release().await {
-                            tracing::warn!(key = guard_key(&release), error = %release, "rollback release failed; the lease will expire");
-                        }
-                    }
+                    let taken: Vec<&LockGuard> = guards.iter().collect();
+                    crate::guard::release_after(&taken).await;
                     return Err(e);
                 }
             }
@@ -383,9 +380,10 @@ impl LockManager {
 
     /// Acquires `key`, runs `body` while renewing the lease, then releases.
     ///
-    /// When the lock is found lost while `body` runs, `body` is dropped and the call returns
-    /// [`LockError::Lost`]. A failed release after a finished body is logged, not returned: the
-    /// body's result stands and the lease expires by itself.
+    /// `body` receives the guard (shared, so the future it returns may keep it). When the lock is
+    /// found lost while `body` runs, `body` is dropped and the call returns [`LockError::Lost`].
+    /// A failed release after a finished body is logged, not returned: the body's result stands
+    /// and the lease expires by itself.
     pub async fn with_lock<F, Fut, T>(
         &self,
         key: &str,
@@ -393,18 +391,14 @@ impl LockManager {
         body: F,
     ) -> Result<T, LockError>
     where
-        F: FnOnce(&LockGuard) -> Fut,
+        F: FnOnce(Arc<LockGuard>) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        let guard = self.acquire_with(key, options).await?;
-        let outcome = crate::renew::hold(&[&guard], options.renews(), body(&guard)).await;
+        let guard = Arc::new(self.acquire_with(key, options).await?);
+        let outcome = crate::renew::hold(&[&guard], options.renews(), body(guard.clone())).await;
         crate::guard::release_after(&[&guard]).await;
         outcome
     }
-}
-
-fn guard_key(e: &LockError) -> &str {
-    e.key().unwrap_or_default()
 }
 
 impl Inner {

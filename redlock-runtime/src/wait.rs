@@ -1,20 +1,21 @@
 //! Waiting for a busy lock: release notices over pub/sub, and jittered backoff as the fallback.
 //!
 //! A manager opens one pub/sub connection, on first contention. Each waited-on key has an entry
-//! with a reference count and a [`watch`] channel; the first waiter subscribes to the key's
-//! channel, the last one to leave unsubscribes. A release notice (from the release script, or
-//! from a release made by this very process) bumps the channel and wakes every local waiter at
-//! once, so a hand-off costs one round trip, not a polling interval. A lost notice only costs
-//! latency: waiters also poll with exponential backoff and full jitter, never sleeping past the
-//! holder's remaining lease.
+//! with a reference count and a [`Notify`]; the first waiter subscribes to the key's channel, the
+//! last one to leave unsubscribes. A release notice (published by the release script) wakes the
+//! longest-waiting local waiter, not all of them, so a hand-off costs one round trip and no
+//! thundering herd; a waiter that gives up after being woken passes the wake-up on. A lost
+//! notice only costs latency: waiters also poll with exponential backoff and full jitter, never
+//! sleeping past the holder's remaining lease. A dropped pub/sub connection wakes every waiter.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::{futures::OwnedNotified, Notify, OnceCell};
 
 /// Exponential backoff with full jitter: the n-th delay is uniform in `[0, min(max, min·2ⁿ)]`.
 #[derive(Debug, Clone)]
@@ -40,7 +41,7 @@ type Table = Arc<Mutex<HashMap<String, Entry>>>;
 
 struct Entry {
     refs: usize,
-    bell: watch::Sender<u64>,
+    bell: Arc<Notify>,
     subscribed: Arc<OnceCell<()>>,
 }
 
@@ -56,10 +57,6 @@ pub(crate) struct Notices {
 
 fn lock(table: &Table) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
     table.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn ring(entry: &Entry) {
-    entry.bell.send_modify(|n| *n = n.wrapping_add(1));
 }
 
 impl Notices {
@@ -109,16 +106,17 @@ impl Notices {
             let mut table = lock(&self.table);
             let entry = table.entry(channel.to_owned()).or_insert_with(|| Entry {
                 refs: 0,
-                bell: watch::channel(0).0,
+                bell: Arc::default(),
                 subscribed: Arc::default(),
             });
             entry.refs += 1;
-            (entry.bell.subscribe(), entry.subscribed.clone())
+            (entry.bell.clone(), entry.subscribed.clone())
         };
         let mut subscription = Subscription {
             table: self.table.clone(),
             channel: channel.to_owned(),
             bell,
+            armed: None,
             unsubscribe: None,
         };
         let conn = self.connection().await?;
@@ -139,13 +137,6 @@ impl Notices {
         subscription.unsubscribe = Some((conn, self.order.clone()));
         Ok(subscription)
     }
-
-    /// Wakes local waiters of `channel` at once (a release made by this process).
-    pub(crate) fn notify_local(&self, channel: &str) {
-        if let Some(entry) = lock(&self.table).get(channel) {
-            ring(entry);
-        }
-    }
 }
 
 fn dispatch(table: &Table, info: PushInfo) {
@@ -157,13 +148,13 @@ fn dispatch(table: &Table, info: PushInfo) {
                 _ => None,
             };
             if let Some(entry) = channel.and_then(|c| lock(table).get(c).map(|e| e.bell.clone())) {
-                entry.send_modify(|n| *n = n.wrapping_add(1));
+                entry.notify_one();
             }
         }
         PushKind::Disconnection => {
             // Notices may have been missed: let every waiter look again.
             for entry in lock(table).values() {
-                ring(entry);
+                entry.bell.notify_waiters();
             }
         }
         _ => {}
@@ -174,19 +165,28 @@ fn dispatch(table: &Table, info: PushInfo) {
 pub(crate) struct Subscription {
     table: Table,
     channel: String,
-    bell: watch::Receiver<u64>,
+    bell: Arc<Notify>,
+    armed: Option<Pin<Box<OwnedNotified>>>,
     unsubscribe: Option<(ConnectionManager, Arc<tokio::sync::Mutex<()>>)>,
 }
 
 impl Subscription {
-    /// Forgets notices heard so far: call before each attempt.
-    pub(crate) fn mark_seen(&mut self) {
-        self.bell.borrow_and_update();
+    /// Starts listening for the next notice: call before each attempt, so a release during the
+    /// attempt is not missed.
+    pub(crate) fn arm(&mut self) {
+        let mut notified = Box::pin(self.bell.clone().notified_owned());
+        notified.as_mut().enable();
+        self.armed = Some(notified);
     }
 
-    /// Sleeps for `delay`, or less if a notice arrives.
+    /// Sleeps for `delay`, or less if a notice arrives (or arrived since [`Self::arm`]).
     pub(crate) async fn wait(&mut self, delay: Duration) {
-        let _ = tokio::time::timeout(delay, self.bell.changed()).await;
+        match self.armed.take() {
+            Some(notified) => {
+                let _ = tokio::time::timeout(delay, notified).await;
+            }
+            None => tokio::time::sleep(delay).await,
+        }
     }
 }
 

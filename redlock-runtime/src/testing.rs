@@ -1,0 +1,1191 @@
+//! Real `redis-server` processes for tests (feature `testing`).
+//!
+//! [`RedisServer::spawn`] starts a `redis-server` in its own temporary directory, listening on a
+//! free loopback port (or, with [`ServerOptions::unix_socket`], on a unix socket in that
+//! directory), without persistence. It returns once the server answers `PING`, and kills the
+//! process on drop. A test can also [`stop`](RedisServer::stop),
+//! [`restart`](RedisServer::restart), [`pause`](RedisServer::pause) (`SIGSTOP`) and
+//! [`resume`](RedisServer::resume) it to simulate outages. [`RedisServers`] starts several
+//! independent servers for Redlock quorum tests.
+//!
+//! Everything here is synchronous plain `std`, usable from sync tests and from async tests alike
+//! (the calls block the current thread briefly). Each server has its own directory and port, so
+//! tests may run in parallel, in one process or many.
+//!
+//! The binary is `$REDIS_SERVER_BIN` when set, else `redis-server` from `PATH`.
+//!
+//! ```no_run
+//! use redlock_runtime::testing::{RedisServer, RedisServers, ServerOptions};
+//!
+//! let mut server = RedisServer::spawn()?;
+//! let client_url = server.url(); // "redis://127.0.0.1:PORT", give it to the code under test
+//! # let _ = client_url;
+//! server.command(&["SET", "balance", "1000"])?;
+//! assert_eq!(server.command(&["GET", "balance"])?, "1000");
+//!
+//! server.restart()?; // same address, data gone
+//! assert_eq!(server.command(&["GET", "balance"])?, "(nil)");
+//!
+//! let secured = RedisServer::spawn_with(ServerOptions::new().unix_socket(true).password("s3cret"))?;
+//! assert_eq!(secured.command(&["PING"])?, "PONG");
+//!
+//! let quorum = RedisServers::spawn(3)?;
+//! assert_eq!(quorum.urls().len(), 3);
+//! # Ok::<(), redlock_runtime::testing::ServerError>(())
+//! ```
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Name of the environment variable that overrides the `redis-server` binary.
+const BIN_ENV: &str = "REDIS_SERVER_BIN";
+/// Name of the binary looked up on `PATH`.
+const BIN_NAME: &str = "redis-server";
+/// How long a fresh server may take to answer `PING`.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between two readiness probes.
+const READY_POLL: Duration = Duration::from_millis(5);
+/// Upper bound for a single readiness probe (connect, AUTH, PING).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default upper bound for [`RedisServer::command`].
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Fresh ports tried by [`RedisServer::spawn`] when the chosen one is taken meanwhile.
+const PORT_ATTEMPTS: usize = 5;
+/// How long [`RedisServer::restart`] keeps trying to get its old port back.
+const REBIND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Log lines included in startup errors.
+const LOG_TAIL_LINES: usize = 20;
+
+/// Errors of the testing support.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The `redis-server` binary could not be found.
+    #[error(
+        "`redis-server` not found ({detail}); install it with `apt-get install redis-server` \
+         on Debian/Ubuntu or `brew install redis` on macOS, or set REDIS_SERVER_BIN to its path"
+    )]
+    MissingBinary {
+        /// Where it was looked for.
+        detail: String,
+    },
+    /// An I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The server was started but did not answer `PING` in time.
+    #[error(
+        "`redis-server` did not answer PING within {waited:?} (last attempt: {last_error}); \
+         end of its log:\n{log_tail}"
+    )]
+    NotReady {
+        /// How long we waited.
+        waited: Duration,
+        /// What the last readiness probe saw.
+        last_error: String,
+        /// The last lines of the server's log file.
+        log_tail: String,
+    },
+    /// The server process exited while starting.
+    #[error("`redis-server` exited during startup ({status}); end of its log:\n{log_tail}")]
+    Exited {
+        /// The exit status of the process.
+        status: ExitStatus,
+        /// The last lines of the server's log file.
+        log_tail: String,
+    },
+    /// Redis answered with an error reply (the message, e.g. `WRONGTYPE ...`).
+    #[error("redis error reply: {0}")]
+    Reply(String),
+    /// The server did not answer within the timeout (for example while paused).
+    #[error("no reply from redis-server within {waited:?}")]
+    Timeout {
+        /// The timeout that elapsed.
+        waited: Duration,
+    },
+    /// The server sent something that is not valid RESP2.
+    #[error("invalid reply from redis-server: {0}")]
+    Protocol(String),
+    /// The server is stopped (see [`RedisServer::stop`]).
+    #[error("redis-server is stopped")]
+    Stopped,
+}
+
+impl ServerError {
+    fn io(context: impl Into<String>, source: io::Error) -> Self {
+        ServerError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Whether this error is a [`ServerError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ServerError::Timeout { .. })
+    }
+
+    /// Whether the server failed to start because its port was taken.
+    fn is_addr_in_use(&self) -> bool {
+        matches!(self, ServerError::Exited { log_tail, .. } if log_tail.contains("Address already in use"))
+    }
+}
+
+/// How to start a [`RedisServer`]: TCP without password by default.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    unix_socket: bool,
+    password: Option<String>,
+    args: Vec<String>,
+}
+
+impl ServerOptions {
+    /// Default options: a free `127.0.0.1` port, no password, no extra arguments.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Listen on a unix socket in the server's temp dir instead of TCP (`--port 0`).
+    pub fn unix_socket(mut self, yes: bool) -> Self {
+        self.unix_socket = yes;
+        self
+    }
+
+    /// Require this password (`--requirepass`); [`RedisServer::url`] and
+    /// [`RedisServer::command`] use it.
+    pub fn password(mut self, pw: &str) -> Self {
+        self.password = Some(pw.to_owned());
+        self
+    }
+
+    /// Append a raw `redis-server` argument, e.g. `.arg("--maxmemory").arg("1mb")`.
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+}
+
+/// Where a server listens.
+#[derive(Debug, Clone)]
+enum Endpoint {
+    Tcp(u16),
+    Unix(PathBuf),
+}
+
+/// A real `redis-server` process in a temp dir, killed on drop.
+///
+/// No persistence: a [`restart`](Self::restart) starts with an empty dataset.
+pub struct RedisServer {
+    /// The running process; `None` while stopped. Only reaped under this lock, so its pid is
+    /// never signalled after it could have been reused.
+    child: Mutex<Option<Child>>,
+    paused: AtomicBool,
+    endpoint: Endpoint,
+    bin: PathBuf,
+    password: Option<String>,
+    args: Vec<String>,
+    log_path: PathBuf,
+    dir: TempDir,
+}
+
+impl fmt::Debug for RedisServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisServer")
+            .field("endpoint", &self.endpoint)
+            .field("pid", &self.pid())
+            .field("paused", &self.is_paused())
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisServer {
+    /// Start a server on a free `127.0.0.1` port and wait until it answers `PING`.
+    pub fn spawn() -> Result<RedisServer, ServerError> {
+        Self::spawn_with(ServerOptions::new())
+    }
+
+    /// Start a server with these options and wait until it answers `PING`.
+    pub fn spawn_with(opts: ServerOptions) -> Result<RedisServer, ServerError> {
+        let bin = find_binary(std::env::var_os(BIN_ENV), std::env::var_os("PATH"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("redlock-redis-")
+            .tempdir()
+            .map_err(|e| ServerError::io("creating a temp dir for redis-server", e))?;
+        let endpoint = if opts.unix_socket {
+            Endpoint::Unix(dir.path().join("redis.sock"))
+        } else {
+            Endpoint::Tcp(0)
+        };
+        let mut server = RedisServer {
+            child: Mutex::new(None),
+            paused: AtomicBool::new(false),
+            endpoint,
+            bin,
+            password: opts.password,
+            args: opts.args,
+            log_path: dir.path().join("redis.log"),
+            dir,
+        };
+        let child = match server.endpoint {
+            Endpoint::Unix(_) => server.launch()?,
+            Endpoint::Tcp(_) => {
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    server.endpoint = Endpoint::Tcp(free_port()?);
+                    match server.launch() {
+                        Err(e) if e.is_addr_in_use() && attempt < PORT_ATTEMPTS => continue,
+                        other => break other?,
+                    }
+                }
+            }
+        };
+        *server.lock_child() = Some(child);
+        Ok(server)
+    }
+
+    /// The URL to connect to this server with the `redis` crate.
+    ///
+    /// `redis://127.0.0.1:PORT` or `redis+unix:///path/to/redis.sock`; with a password
+    /// `redis://:PW@127.0.0.1:PORT` or `redis+unix:///path/to/redis.sock?pass=PW`
+    /// (percent-encoded).
+    pub fn url(&self) -> String {
+        match (&self.endpoint, &self.password) {
+            (Endpoint::Tcp(port), None) => format!("redis://127.0.0.1:{port}"),
+            (Endpoint::Tcp(port), Some(pw)) => {
+                format!("redis://:{}@127.0.0.1:{port}", percent_encode(pw, false))
+            }
+            (Endpoint::Unix(path), pw) => {
+                let path = percent_encode(&path.to_string_lossy(), true);
+                match pw {
+                    None => format!("redis+unix://{path}"),
+                    Some(pw) => format!("redis+unix://{path}?pass={}", percent_encode(pw, false)),
+                }
+            }
+        }
+    }
+
+    /// The TCP port, or `None` for a unix-socket server.
+    pub fn port(&self) -> Option<u16> {
+        match self.endpoint {
+            Endpoint::Tcp(port) => Some(port),
+            Endpoint::Unix(_) => None,
+        }
+    }
+
+    /// The unix socket path, or `None` for a TCP server.
+    pub fn socket_path(&self) -> Option<&Path> {
+        match &self.endpoint {
+            Endpoint::Tcp(_) => None,
+            Endpoint::Unix(path) => Some(path),
+        }
+    }
+
+    /// The server's temporary directory (holds `redis.log`), removed on drop.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The process id, or `None` while stopped (or after the process died).
+    pub fn pid(&self) -> Option<u32> {
+        let mut child = self.lock_child();
+        live_child(&mut child).map(|c| c.id())
+    }
+
+    /// Whether the process is alive (a paused process counts as running).
+    pub fn is_running(&self) -> bool {
+        self.pid().is_some()
+    }
+
+    /// Whether the process is paused by [`pause`](Self::pause).
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Kill the process (`SIGKILL`) and reap it. Does nothing if already stopped.
+    pub fn stop(&mut self) -> Result<(), ServerError> {
+        let taken = self.lock_child().take();
+        let paused = self.paused.swap(false, Ordering::SeqCst);
+        if let Some(mut child) = taken {
+            let pid = child.id();
+            kill_and_reap(&mut child, paused)?;
+            tracing::debug!(pid, url = %self.url(), "redis-server stopped");
+        }
+        Ok(())
+    }
+
+    /// Start the server again on the same address (stopping it first if needed) and wait until
+    /// it answers `PING`. The data is gone: there is no persistence.
+    pub fn restart(&mut self) -> Result<(), ServerError> {
+        self.stop()?;
+        let deadline = Instant::now() + REBIND_TIMEOUT;
+        let child = loop {
+            match self.launch() {
+                Err(e) if e.is_addr_in_use() && Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
+        *self.lock_child() = Some(child);
+        Ok(())
+    }
+
+    /// Freeze the process (`SIGSTOP`): connections are accepted by the kernel but nothing is
+    /// answered until [`resume`](Self::resume).
+    pub fn pause(&self) -> Result<(), ServerError> {
+        self.signal(libc::SIGSTOP, "SIGSTOP")?;
+        self.paused.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Let a paused process continue (`SIGCONT`).
+    pub fn resume(&self) -> Result<(), ServerError> {
+        self.signal(libc::SIGCONT, "SIGCONT")?;
+        self.paused.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Run one command over a fresh blocking connection and return the reply as text, giving
+    /// up after 5 s (see [`command_timeout`](Self::command_timeout)).
+    ///
+    /// Simple strings and bulk strings are returned as-is, integers as digits, nil as
+    /// `(nil)`, arrays as their elements joined with newlines. An error reply is
+    /// `Err(ServerError::Reply(message))`.
+    pub fn command(&self, args: &[&str]) -> Result<String, ServerError> {
+        self.command_timeout(args, COMMAND_TIMEOUT)
+    }
+
+    /// Like [`command`](Self::command), with `timeout` bounding the whole exchange (connect,
+    /// `AUTH`, command); when it elapses the error is [`ServerError::Timeout`].
+    pub fn command_timeout(&self, args: &[&str], timeout: Duration) -> Result<String, ServerError> {
+        if self.lock_child().is_none() {
+            return Err(ServerError::Stopped);
+        }
+        let deadline = Instant::now() + timeout;
+        let result = self.exchange(args, deadline);
+        result
+            .map_err(|e| match e {
+                Failure::Io(e) if is_timeout(&e) => ServerError::Timeout { waited: timeout },
+                Failure::Io(e) => {
+                    ServerError::io(format!("talking to redis-server at {}", self.url()), e)
+                }
+                Failure::Server(e) => e,
+            })
+            .and_then(|reply| match reply {
+                Reply::Error(msg) => Err(ServerError::Reply(msg)),
+                reply => Ok(reply.render()),
+            })
+    }
+
+    fn stderr_path(&self) -> PathBuf {
+        self.dir.path().join("redis.stderr")
+    }
+
+    /// The last lines of the log file and of stderr written since `offsets`.
+    fn log_tail(&self, offsets: (u64, u64)) -> String {
+        let mut tail = log_tail(&self.log_path, offsets.0);
+        let stderr = log_tail(&self.stderr_path(), offsets.1);
+        if !stderr.is_empty() {
+            tail.push_str("\nstderr:\n");
+            tail.push_str(&stderr);
+        }
+        tail
+    }
+
+    fn lock_child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn signal(&self, sig: libc::c_int, name: &str) -> Result<(), ServerError> {
+        let mut child = self.lock_child();
+        let child = live_child(&mut child).ok_or(ServerError::Stopped)?;
+        send_signal(child, sig)
+            .map_err(|e| ServerError::io(format!("sending {name} to redis-server"), e))?;
+        tracing::debug!(pid = child.id(), signal = name, "redis-server signalled");
+        Ok(())
+    }
+
+    /// Spawn the process on `self.endpoint` and wait until it is ready; kills it on failure.
+    fn launch(&self) -> Result<Child, ServerError> {
+        let mut cmd = Command::new(&self.bin);
+        match &self.endpoint {
+            Endpoint::Tcp(port) => {
+                cmd.arg("--port").arg(port.to_string());
+                cmd.args(["--bind", "127.0.0.1"]);
+            }
+            Endpoint::Unix(path) => {
+                // A socket file left by a killed server; redis would unlink it too.
+                let _ = fs::remove_file(path);
+                cmd.args(["--port", "0", "--unixsocket"]).arg(path);
+                cmd.args(["--unixsocketperm", "700"]);
+            }
+        }
+        cmd.args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&self.log_path)
+            .args(["--daemonize", "no", "--protected-mode", "no"]);
+        if let Some(pw) = &self.password {
+            cmd.args(["--requirepass", pw]);
+        }
+        // Errors in the arguments are printed before the log file is opened: keep them too.
+        let stderr_path = self.stderr_path();
+        let stderr = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_path)
+            .map_err(|e| ServerError::io(format!("creating {}", stderr_path.display()), e))?;
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+
+        // Only the output of this start goes into error messages.
+        let offsets = (file_len(&self.log_path), file_len(&stderr_path));
+        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ServerError::MissingBinary {
+                detail: format!("{} could not be executed: {e}", self.bin.display()),
+            },
+            _ => ServerError::io(format!("starting {}", self.bin.display()), e),
+        })?;
+        match self.wait_ready(&mut child, offsets) {
+            Ok(()) => {
+                tracing::debug!(pid = child.id(), url = %self.url(), "redis-server started");
+                Ok(child)
+            }
+            Err(e) => {
+                let _ = kill_and_reap(&mut child, false);
+                tracing::debug!(url = %self.url(), error = %e, "redis-server failed to start");
+                Err(e)
+            }
+        }
+    }
+
+    /// Poll with `PING` until `+PONG` from this very process, for up to 10 s.
+    fn wait_ready(&self, child: &mut Child, offsets: (u64, u64)) -> Result<(), ServerError> {
+        let started = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    return Err(ServerError::Exited {
+                        status,
+                        log_tail: self.log_tail(offsets),
+                    })
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ServerError::io("waiting for redis-server", e)),
+            }
+            let deadline = Instant::now() + PROBE_TIMEOUT;
+            let last_error = match self.exchange(&["PING"], deadline) {
+                Ok(Reply::Simple(pong)) if pong == "PONG" => {
+                    // Another test's server may hold the port we picked; ours would exit soon.
+                    match self.exchange(&["INFO", "server"], deadline) {
+                        Ok(Reply::Bulk(info)) => {
+                            let expected = format!("process_id:{}\r\n", child.id());
+                            if String::from_utf8_lossy(&info).contains(&expected) {
+                                return Ok(());
+                            }
+                            "another process answered on this address".to_owned()
+                        }
+                        // INFO renamed or disabled by extra args: trust the PONG.
+                        Ok(_) => return Ok(()),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Ok(Reply::Error(msg)) => msg, // e.g. LOADING: keep waiting
+                Ok(other) => format!("unexpected reply {:?}", other.render()),
+                Err(e) => e.to_string(),
+            };
+            let waited = started.elapsed();
+            if waited >= READY_TIMEOUT {
+                return Err(ServerError::NotReady {
+                    waited,
+                    last_error,
+                    log_tail: self.log_tail(offsets),
+                });
+            }
+            thread::sleep(READY_POLL);
+        }
+    }
+
+    /// Connect, authenticate, send one command and read its reply, all before `deadline`.
+    fn exchange(&self, args: &[&str], deadline: Instant) -> Result<Reply, Failure> {
+        let mut conn = BufReader::new(Conn::open(&self.endpoint, deadline)?);
+        if let Some(pw) = &self.password {
+            write_command(conn.get_mut(), &["AUTH", pw])?;
+            if let Reply::Error(msg) = read_reply(&mut conn, 0)? {
+                return Err(Failure::Server(ServerError::Reply(msg)));
+            }
+        }
+        write_command(conn.get_mut(), args)?;
+        read_reply(&mut conn, 0)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Several independent servers (for Redlock quorum tests), all killed on drop.
+#[derive(Debug)]
+pub struct RedisServers {
+    servers: Vec<RedisServer>,
+}
+
+impl RedisServers {
+    /// Start `n` independent TCP servers, each ready to answer `PING`.
+    pub fn spawn(n: usize) -> Result<RedisServers, ServerError> {
+        let servers = (0..n)
+            .map(|_| RedisServer::spawn())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RedisServers { servers })
+    }
+
+    /// The URLs of all servers, in order.
+    pub fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(RedisServer::url).collect()
+    }
+
+    /// The `i`-th server.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn get(&self, i: usize) -> &RedisServer {
+        &self.servers[i]
+    }
+
+    /// The `i`-th server, mutably (to stop or restart it).
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn get_mut(&mut self, i: usize) -> &mut RedisServer {
+        &mut self.servers[i]
+    }
+
+    /// All servers, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, RedisServer> {
+        self.servers.iter()
+    }
+
+    /// The number of servers.
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Whether there are no servers.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a RedisServers {
+    type Item = &'a RedisServer;
+    type IntoIter = std::slice::Iter<'a, RedisServer>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Find the `redis-server` binary: `override_bin` (the value of `REDIS_SERVER_BIN`) if set,
+/// else `redis-server` in `path_var` (the value of `PATH`).
+fn find_binary(
+    override_bin: Option<OsString>,
+    path_var: Option<OsString>,
+) -> Result<PathBuf, ServerError> {
+    if let Some(bin) = override_bin.filter(|b| !b.is_empty()) {
+        let bin = PathBuf::from(bin);
+        if bin.components().count() > 1 {
+            return if is_executable_file(&bin) {
+                Ok(bin)
+            } else {
+                Err(ServerError::MissingBinary {
+                    detail: format!("{BIN_ENV}={} is not an executable file", bin.display()),
+                })
+            };
+        }
+        return search_path(&bin, path_var.as_ref()).ok_or_else(|| ServerError::MissingBinary {
+            detail: format!("{BIN_ENV}={} is not on PATH", bin.display()),
+        });
+    }
+    search_path(Path::new(BIN_NAME), path_var.as_ref()).ok_or_else(|| ServerError::MissingBinary {
+        detail: "not on PATH".into(),
+    })
+}
+
+fn search_path(name: &Path, path_var: Option<&OsString>) -> Option<PathBuf> {
+    std::env::split_paths(path_var?)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable_file(candidate))
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// A port that was free a moment ago on `127.0.0.1`.
+fn free_port() -> Result<u16, ServerError> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| ServerError::io("binding 127.0.0.1:0 to find a free port", e))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| ServerError::io("reading the free port", e))?
+        .port();
+    Ok(port)
+}
+
+/// The child if it has not exited; reaps (and forgets) it if it has.
+fn live_child(slot: &mut Option<Child>) -> Option<&mut Child> {
+    let exited = match slot.as_mut() {
+        None => return None,
+        Some(child) => !matches!(child.try_wait(), Ok(None)),
+    };
+    if exited {
+        *slot = None;
+    }
+    slot.as_mut()
+}
+
+fn send_signal(child: &Child, sig: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(child.id())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: `kill` has no memory-safety preconditions. The pid is that of our own child,
+    // which has not been reaped (callers hold it and only reap through `Child`), so it cannot
+    // refer to an unrelated process.
+    let rc = unsafe { libc::kill(pid, sig) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `SIGCONT` (if paused) and `SIGKILL` the child unless it already exited, then reap it.
+fn kill_and_reap(child: &mut Child, paused: bool) -> Result<(), ServerError> {
+    let reap = |e| ServerError::io("reaping redis-server", e);
+    if child.try_wait().map_err(reap)?.is_none() {
+        if paused {
+            let _ = send_signal(child, libc::SIGCONT);
+        }
+        send_signal(child, libc::SIGKILL)
+            .map_err(|e| ServerError::io("sending SIGKILL to redis-server", e))?;
+        child.wait().map_err(reap)?;
+    }
+    Ok(())
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The last lines written to `path` since `offset` (empty if none or unreadable).
+fn log_tail(path: &Path, offset: u64) -> String {
+    let mut bytes = Vec::new();
+    let read = fs::File::open(path).and_then(|mut f| {
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_to_end(&mut bytes)
+    });
+    if read.is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+/// Percent-encode everything but RFC 3986 unreserved characters (and `/` if `keep_slash`).
+fn percent_encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (keep_slash && b == b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Why an exchange failed: transport (mapped by the caller) or an already-built error.
+enum Failure {
+    Io(io::Error),
+    Server(ServerError),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Io(e) => e.fmt(f),
+            Failure::Server(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+impl From<ServerError> for Failure {
+    fn from(e: ServerError) -> Self {
+        Failure::Server(e)
+    }
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// A blocking connection whose every read and write ends by `deadline`.
+struct Conn {
+    stream: Stream,
+    deadline: Instant,
+}
+
+impl Conn {
+    fn open(endpoint: &Endpoint, deadline: Instant) -> io::Result<Conn> {
+        let stream = match endpoint {
+            Endpoint::Tcp(port) => {
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
+                let stream = TcpStream::connect_timeout(&addr, remaining(deadline)?)?;
+                stream.set_nodelay(true)?;
+                Stream::Tcp(stream)
+            }
+            Endpoint::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+        };
+        Ok(Conn { stream, deadline })
+    }
+}
+
+/// Time left until `deadline`, or a `TimedOut` error.
+fn remaining(deadline: Instant) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(io::Error::new(io::ErrorKind::TimedOut, "deadline elapsed"))
+    } else {
+        Ok(left)
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = Some(remaining(self.deadline)?);
+        match &mut self.stream {
+            Stream::Tcp(s) => {
+                s.set_read_timeout(left)?;
+                s.read(buf)
+            }
+            Stream::Unix(s) => {
+                s.set_read_timeout(left)?;
+                s.read(buf)
+            }
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = Some(remaining(self.deadline)?);
+        match &mut self.stream {
+            Stream::Tcp(s) => {
+                s.set_write_timeout(left)?;
+                s.write(buf)
+            }
+            Stream::Unix(s) => {
+                s.set_write_timeout(left)?;
+                s.write(buf)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.stream {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// A RESP2 reply.
+#[derive(Debug, PartialEq)]
+enum Reply {
+    Simple(String),
+    Error(String),
+    Integer(i64),
+    Bulk(Vec<u8>),
+    Nil,
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    /// The reply as text; nested error replies read `(error) MESSAGE`.
+    fn render(&self) -> String {
+        match self {
+            Reply::Simple(s) => s.clone(),
+            Reply::Error(msg) => format!("(error) {msg}"),
+            Reply::Integer(n) => n.to_string(),
+            Reply::Bulk(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Reply::Nil => "(nil)".into(),
+            Reply::Array(items) => items
+                .iter()
+                .map(Reply::render)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+fn write_command(w: &mut impl Write, args: &[&str]) -> io::Result<()> {
+    let mut buf = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        buf.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        buf.extend_from_slice(arg.as_bytes());
+        buf.extend_from_slice(b"\r\n");
+    }
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+/// Deepest array nesting accepted (Redis replies are shallow).
+const MAX_DEPTH: usize = 32;
+
+fn read_reply(r: &mut impl BufRead, depth: usize) -> Result<Reply, Failure> {
+    let protocol = |msg: String| Failure::Server(ServerError::Protocol(msg));
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line)?;
+    if line.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed by redis-server",
+        )
+        .into());
+    }
+    let Some(body) = line.strip_suffix(b"\r\n") else {
+        return Err(protocol(format!(
+            "unterminated line {:?}",
+            String::from_utf8_lossy(&line)
+        )));
+    };
+    let (kind, rest) = (
+        body.first().copied(),
+        String::from_utf8_lossy(body.get(1..).unwrap_or_default()).into_owned(),
+    );
+    let number = |s: &str| {
+        s.parse::<i64>()
+            .map_err(|_| protocol(format!("bad number {s:?}")))
+    };
+    match kind {
+        Some(b'+') => Ok(Reply::Simple(rest)),
+        Some(b'-') => Ok(Reply::Error(rest)),
+        Some(b':') => Ok(Reply::Integer(number(&rest)?)),
+        Some(b'$') => {
+            let Ok(len) = usize::try_from(number(&rest)?) else {
+                return Ok(Reply::Nil);
+            };
+            let mut bytes = vec![0; len + 2];
+            r.read_exact(&mut bytes)?;
+            if !bytes.ends_with(b"\r\n") {
+                return Err(protocol("bulk string without CRLF".into()));
+            }
+            bytes.truncate(len);
+            Ok(Reply::Bulk(bytes))
+        }
+        Some(b'*') => {
+            let Ok(len) = usize::try_from(number(&rest)?) else {
+                return Ok(Reply::Nil);
+            };
+            if depth >= MAX_DEPTH {
+                return Err(protocol("arrays nested too deeply".into()));
+            }
+            (0..len)
+                .map(|_| read_reply(r, depth + 1))
+                .collect::<Result<_, _>>()
+                .map(Reply::Array)
+        }
+        _ => Err(protocol(format!(
+            "unknown reply type in {:?}",
+            String::from_utf8_lossy(body)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_roundtrip(server: &RedisServer, request: &[u8]) -> String {
+        let port = server.port().expect("tcp server");
+        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("set timeout");
+        stream.write_all(request).expect("write");
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read");
+        line
+    }
+
+    #[test]
+    fn spawned_server_answers_ping() {
+        let server = RedisServer::spawn().expect("spawn");
+        assert_eq!(server.command(&["PING"]).expect("ping"), "PONG");
+        assert!(server.is_running());
+        assert!(server.pid().is_some());
+        let port = server.port().expect("tcp port");
+        assert_eq!(server.url(), format!("redis://127.0.0.1:{port}"));
+    }
+
+    #[test]
+    fn set_get_roundtrip_and_reply_rendering() {
+        let server = RedisServer::spawn().expect("spawn");
+        assert_eq!(server.command(&["SET", "k", "hello world"]).unwrap(), "OK");
+        assert_eq!(server.command(&["GET", "k"]).unwrap(), "hello world");
+        assert_eq!(server.command(&["GET", "missing"]).unwrap(), "(nil)");
+        assert_eq!(server.command(&["INCR", "n"]).unwrap(), "1");
+        assert_eq!(server.command(&["RPUSH", "l", "a", "b", ""]).unwrap(), "3");
+        assert_eq!(
+            server.command(&["LRANGE", "l", "0", "-1"]).unwrap(),
+            "a\nb\n"
+        );
+        match server.command(&["INCR", "k"]) {
+            Err(ServerError::Reply(msg)) => assert!(msg.starts_with("ERR"), "{msg}"),
+            other => panic!("expected an error reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn url_works_with_the_redis_crate() {
+        let server =
+            RedisServer::spawn_with(ServerOptions::new().password("p@ss word/&?")).expect("spawn");
+        server.command(&["SET", "k", "v"]).unwrap();
+        let client = redis::Client::open(server.url()).expect("valid url");
+        let mut con = client.get_connection().expect("connect with url");
+        let value: String = redis::cmd("GET").arg("k").query(&mut con).expect("GET");
+        assert_eq!(value, "v");
+    }
+
+    #[test]
+    fn password_server_rejects_unauthenticated_commands() {
+        let server =
+            RedisServer::spawn_with(ServerOptions::new().password("s3cret")).expect("spawn");
+        let reply = raw_roundtrip(&server, b"*1\r\n$4\r\nPING\r\n");
+        assert!(reply.starts_with("-NOAUTH"), "{reply:?}");
+        assert_eq!(server.command(&["PING"]).unwrap(), "PONG");
+        assert!(
+            server.url().starts_with("redis://:s3cret@127.0.0.1:"),
+            "{}",
+            server.url()
+        );
+    }
+
+    #[test]
+    fn unix_socket_server_works() {
+        let server = RedisServer::spawn_with(ServerOptions::new().unix_socket(true).password("pw"))
+            .expect("spawn");
+        assert_eq!(server.port(), None);
+        let path = server.socket_path().expect("socket path").to_owned();
+        assert!(path.starts_with(server.dir()));
+        assert_eq!(
+            server.url(),
+            format!("redis+unix://{}?pass=pw", path.display())
+        );
+        assert_eq!(server.command(&["SET", "k", "v"]).unwrap(), "OK");
+        assert_eq!(server.command(&["GET", "k"]).unwrap(), "v");
+        let client = redis::Client::open(server.url()).expect("valid url");
+        let mut con = client.get_connection().expect("connect over unix socket");
+        let value: String = redis::cmd("GET").arg("k").query(&mut con).expect("GET");
+        assert_eq!(value, "v");
+    }
+
+    #[test]
+    fn extra_args_are_passed() {
+        let server = RedisServer::spawn_with(ServerOptions::new().arg("--maxmemory").arg("1mb"))
+            .expect("spawn");
+        assert_eq!(
+            server.command(&["CONFIG", "GET", "maxmemory"]).unwrap(),
+            "maxmemory\n1048576"
+        );
+    }
+
+    #[test]
+    fn stop_fails_commands_and_restart_keeps_the_port_without_data() {
+        let mut server = RedisServer::spawn().expect("spawn");
+        let url = server.url();
+        let pid = server.pid().expect("pid");
+        server.command(&["SET", "k", "v"]).unwrap();
+
+        server.stop().expect("stop");
+        server.stop().expect("stop is idempotent");
+        assert!(!server.is_running());
+        assert_eq!(server.pid(), None);
+        let started = Instant::now();
+        assert!(matches!(
+            server.command(&["PING"]),
+            Err(ServerError::Stopped)
+        ));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // Nothing listens any more.
+        let port = server.port().expect("port");
+        assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
+
+        server.restart().expect("restart");
+        assert_eq!(server.url(), url);
+        assert_ne!(server.pid(), Some(pid));
+        assert_eq!(server.command(&["GET", "k"]).unwrap(), "(nil)");
+        // Restarting a running server works too.
+        server.restart().expect("restart while running");
+        assert_eq!(server.command(&["PING"]).unwrap(), "PONG");
+    }
+
+    #[test]
+    fn unix_socket_server_restarts() {
+        let mut server =
+            RedisServer::spawn_with(ServerOptions::new().unix_socket(true)).expect("spawn");
+        server.command(&["SET", "k", "v"]).unwrap();
+        server.stop().unwrap();
+        server.restart().expect("restart");
+        assert_eq!(server.command(&["GET", "k"]).unwrap(), "(nil)");
+    }
+
+    #[test]
+    fn paused_server_times_out_until_resumed() {
+        let server = RedisServer::spawn().expect("spawn");
+        server.pause().expect("pause");
+        assert!(server.is_paused());
+        assert!(server.is_running());
+        let started = Instant::now();
+        let err = server
+            .command_timeout(&["PING"], Duration::from_millis(200))
+            .expect_err("a paused server cannot answer");
+        assert!(err.is_timeout(), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        server.resume().expect("resume");
+        assert!(!server.is_paused());
+        assert_eq!(server.command(&["PING"]).unwrap(), "PONG");
+    }
+
+    #[test]
+    fn paused_server_is_killed_on_drop() {
+        let server = RedisServer::spawn().expect("spawn");
+        let port = server.port().expect("port");
+        let dir = server.dir().to_owned();
+        server.pause().expect("pause");
+        drop(server);
+        assert!(!dir.exists());
+        assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
+    }
+
+    #[test]
+    fn several_servers_are_independent() {
+        let mut servers = RedisServers::spawn(3).expect("spawn");
+        assert_eq!(servers.len(), 3);
+        assert!(!servers.is_empty());
+        let mut urls = servers.urls();
+        urls.sort();
+        urls.dedup();
+        assert_eq!(urls.len(), 3);
+        servers.get(0).command(&["SET", "k", "0"]).unwrap();
+        assert_eq!(servers.get(1).command(&["GET", "k"]).unwrap(), "(nil)");
+        servers.get_mut(2).stop().unwrap();
+        assert!(servers.get(0).is_running() && servers.get(1).is_running());
+        assert!(!servers.get(2).is_running());
+    }
+
+    #[test]
+    fn missing_binary_is_reported_with_install_hint() {
+        let err = find_binary(Some("/nonexistent/redis-server".into()), None).unwrap_err();
+        assert!(matches!(err, ServerError::MissingBinary { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("`redis-server`"), "{msg}");
+        assert!(msg.contains("apt-get install redis-server"), "{msg}");
+        assert!(msg.contains("brew install redis"), "{msg}");
+        assert!(msg.contains("REDIS_SERVER_BIN"), "{msg}");
+
+        let err = find_binary(None, Some("/nonexistent-dir".into())).unwrap_err();
+        assert!(matches!(err, ServerError::MissingBinary { .. }), "{err:?}");
+        assert!(matches!(
+            find_binary(None, None),
+            Err(ServerError::MissingBinary { .. })
+        ));
+    }
+
+    #[test]
+    fn binary_is_found_on_path_or_by_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("redis-server");
+        fs::write(&fake, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+        let path = std::env::join_paths(["/nonexistent-dir".as_ref(), dir.path()]).unwrap();
+        assert_eq!(find_binary(None, Some(path.clone())).unwrap(), fake);
+        assert_eq!(find_binary(Some(fake.clone().into()), None).unwrap(), fake);
+        assert_eq!(
+            find_binary(Some("redis-server".into()), Some(path)).unwrap(),
+            fake
+        );
+        // Not executable: skipped.
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(find_binary(Some(fake.into()), None).is_err());
+    }
+
+    #[test]
+    fn server_that_exits_at_startup_reports_its_log() {
+        let err = RedisServer::spawn_with(ServerOptions::new().arg("--no-such-option").arg("1"))
+            .expect_err("bad option");
+        match &err {
+            ServerError::Exited { log_tail, .. } => {
+                assert!(log_tail.contains("no-such-option"), "{log_tail}")
+            }
+            other => panic!("expected Exited, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn replies_are_parsed() {
+        let mut input: &[u8] = b"*3\r\n:7\r\n$-1\r\n*1\r\n-ERR x\r\n";
+        let reply = read_reply(&mut input, 0).ok().expect("parse");
+        assert_eq!(
+            reply,
+            Reply::Array(vec![
+                Reply::Integer(7),
+                Reply::Nil,
+                Reply::Array(vec![Reply::Error("ERR x".into())])
+            ])
+        );
+        assert_eq!(reply.render(), "7\n(nil)\n(error) ERR x");
+        assert_eq!(percent_encode("a b/@", false), "a%20b%2F%40");
+    }
+}
