@@ -1,9 +1,24 @@
-//! The `#[distributed_lock]` attribute of redlock.
+//! The `#[distributed_lock]` attribute of [redlock](https://docs.rs/redlock). Use it through the
+//! `redlock` crate: expansions refer to `::redlock::__private`.
+
+mod args;
+mod diag;
+mod duration;
+mod expand;
+mod key;
+mod validate;
 
 use proc_macro::TokenStream;
 
-/// Placeholder until the attribute lands: emits the function unchanged.
+#[doc = include_str!("distributed_lock.md")]
 #[proc_macro_attribute]
-pub fn distributed_lock(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn distributed_lock(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let mut errors = diag::Errors::default();
+    let args = args::parse(args.into(), &mut errors);
+    match validate::check(args, item.clone(), &mut errors) {
+        Some((function, lock)) => expand::locked(function, &lock),
+        None => expand::unchanged(errors, item),
+    }
+    .into()
 }

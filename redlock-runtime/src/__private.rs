@@ -97,13 +97,14 @@ pub fn push_part<T: KeyPart + ?Sized>(key: &mut String, value: &T) {
 #[diagnostic::on_unimplemented(
     message = "a `#[distributed_lock]` function must return `Result<T, E>` with `E: From<redlock::LockError>`, found `{Self}`",
     label = "this return type cannot carry a `redlock::LockError`",
-    note = "return e.g. `Result<T, redlock::LockError>` or `anyhow::Result<T>`, or use `on_busy = \"skip\"` to skip the body when the lock is busy"
+    note = "return e.g. `Result<T, redlock::LockError>` or `anyhow::Result<T>`, implement `From<redlock::LockError>` for your error type, or use `on_busy = \"skip\"` to skip the body when the lock is busy"
 )]
 pub trait LockResult {
     /// The value returned when the lock could not be taken or was lost.
     fn from_lock_error(error: LockError) -> Self;
 }
 
+#[diagnostic::do_not_recommend]
 impl<T, E: From<LockError>> LockResult for Result<T, E> {
     fn from_lock_error(error: LockError) -> Self {
         Err(E::from(error))
@@ -140,6 +141,7 @@ impl<T> SkipResult for Option<T> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<T, E: From<LockError>> SkipResult for Result<Option<T>, E> {
     fn skipped() -> Self {
         Ok(None)

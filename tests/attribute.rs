@@ -1,0 +1,354 @@
+//! `#[distributed_lock]` end to end, against a real `redis-server` per test.
+//!
+//! Every locked function takes its manager as a parameter (`client = locks`): each
+//! `#[tokio::test]` has its own runtime, so the process-global manager is not used.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::AsyncCommands;
+use redlock::testing::RedisServer;
+use redlock::{distributed_lock, LockError, LockManager};
+use tokio::sync::oneshot;
+
+/// Upper bound for any one step; never a performance claim.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+struct Setup {
+    server: RedisServer,
+    locks: LockManager,
+    redis: MultiplexedConnection,
+}
+
+async fn setup() -> Setup {
+    let server = RedisServer::spawn().expect("start redis-server");
+    let locks = LockManager::new(&server.url()).expect("lock manager");
+    let redis = redis::Client::open(server.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    Setup {
+        server,
+        locks,
+        redis,
+    }
+}
+
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .expect("did not finish in time")
+}
+
+/// Takes `hold:<name>` and keeps it until `release` fires.
+#[distributed_lock(key = "hold:<name>", ttl = "10s", client = locks)]
+async fn hold(
+    locks: LockManager,
+    name: &'static str,
+    entered: oneshot::Sender<()>,
+    release: oneshot::Receiver<()>,
+) -> Result<(), LockError> {
+    let _ = entered.send(());
+    let _ = release.await;
+    Ok(())
+}
+
+/// A task holding `hold:<name>` until the returned sender fires; the handle ends after release.
+async fn held(
+    locks: &LockManager,
+    name: &'static str,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), LockError>>,
+) {
+    let (entered, entered_rx) = oneshot::channel();
+    let (release, release_rx) = oneshot::channel();
+    let task = tokio::spawn(hold(locks.clone(), name, entered, release_rx));
+    within(entered_rx).await.expect("holder entered");
+    (release, task)
+}
+
+#[distributed_lock(key = "hold:<name>", wait = "0s", client = locks)]
+async fn try_once(locks: &LockManager, name: &str) -> Result<&'static str, LockError> {
+    Ok("ran")
+}
+
+/// Non-atomic read-modify-write: only the lock keeps it exact.
+#[distributed_lock(key = "counter:<name>", ttl = "10s", wait = "60s", client = locks)]
+async fn increment(
+    locks: LockManager,
+    mut redis: MultiplexedConnection,
+    name: &'static str,
+) -> anyhow::Result<()> {
+    let value: Option<i64> = redis.get(name).await?;
+    tokio::task::yield_now().await;
+    redis.set::<_, _, ()>(name, value.unwrap_or(0) + 1).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn same_key_callers_run_one_at_a_time() {
+    let Setup {
+        server,
+        locks,
+        redis,
+    } = setup().await;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (locks, redis) = (locks.clone(), redis.clone());
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    increment(locks.clone(), redis.clone(), "shared").await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        within(task).await.expect("task").expect("increments");
+    }
+    assert_eq!(server.command(&["GET", "shared"]).unwrap(), "320");
+}
+
+#[tokio::test]
+async fn different_keys_do_not_block_each_other() {
+    let Setup {
+        server: _server,
+        locks,
+        ..
+    } = setup().await;
+    let (release, holder) = held(&locks, "a").await;
+    assert_eq!(within(try_once(&locks, "b")).await.unwrap(), "ran");
+    release.send(()).unwrap();
+    within(holder).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn busy_lock_with_zero_wait_returns_timeout() {
+    let Setup {
+        server: _server,
+        locks,
+        ..
+    } = setup().await;
+    let (release, holder) = held(&locks, "busy").await;
+    let error = within(try_once(&locks, "busy")).await.unwrap_err();
+    assert!(
+        matches!(&error, LockError::Timeout { key, .. } if key == "hold:busy"),
+        "{error:?}"
+    );
+    release.send(()).unwrap();
+    within(holder).await.unwrap().unwrap();
+    assert_eq!(within(try_once(&locks, "busy")).await.unwrap(), "ran");
+}
+
+#[distributed_lock(key = "hold:<name>", on_busy = "skip", client = locks)]
+async fn job(locks: &LockManager, name: &str, runs: &AtomicUsize) -> Option<usize> {
+    Some(runs.fetch_add(1, Ordering::SeqCst) + 1)
+}
+
+#[distributed_lock(key = "hold:<name>", on_busy = "skip", client = locks)]
+async fn fallible_job(locks: &LockManager, name: &str) -> Result<Option<&'static str>, LockError> {
+    Ok(Some("ran"))
+}
+
+#[tokio::test]
+async fn skip_mode_returns_none_when_busy_and_runs_when_free() {
+    let Setup {
+        server: _server,
+        locks,
+        ..
+    } = setup().await;
+    let runs = AtomicUsize::new(0);
+    let (release, holder) = held(&locks, "nightly").await;
+    assert_eq!(within(job(&locks, "nightly", &runs)).await, None);
+    assert_eq!(within(fallible_job(&locks, "nightly")).await.unwrap(), None);
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+
+    release.send(()).unwrap();
+    within(holder).await.unwrap().unwrap();
+    assert_eq!(within(job(&locks, "nightly", &runs)).await, Some(1));
+    assert_eq!(
+        within(fallible_job(&locks, "nightly")).await.unwrap(),
+        Some("ran")
+    );
+}
+
+#[distributed_lock(keys = ["account:<from>", "account:<to>"], ttl = "10s", wait = "60s", client = locks)]
+async fn transfer(
+    locks: &LockManager,
+    redis: &mut MultiplexedConnection,
+    from: &str,
+    to: &str,
+    amount: i64,
+) -> anyhow::Result<()> {
+    let source: i64 = redis.get(format!("balance:{from}")).await?;
+    let target: i64 = redis.get(format!("balance:{to}")).await?;
+    tokio::task::yield_now().await;
+    redis
+        .set::<_, _, ()>(format!("balance:{from}"), source - amount)
+        .await?;
+    redis
+        .set::<_, _, ()>(format!("balance:{to}"), target + amount)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn opposite_transfers_never_deadlock_and_balance_exactly() {
+    let Setup {
+        server,
+        locks,
+        redis,
+    } = setup().await;
+    server.command(&["SET", "balance:a", "1000"]).unwrap();
+    server.command(&["SET", "balance:b", "1000"]).unwrap();
+    // 200 transfers: two tasks move 3 from a to b, two move 2 from b to a, 50 times each.
+    let directions = [("a", "b", 3), ("b", "a", 2), ("a", "b", 3), ("b", "a", 2)];
+    let tasks: Vec<_> = directions
+        .into_iter()
+        .map(|(from, to, amount)| {
+            let (locks, mut redis) = (locks.clone(), redis.clone());
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    transfer(&locks, &mut redis, from, to, amount).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        within(task).await.expect("task").expect("transfers");
+    }
+    assert_eq!(server.command(&["GET", "balance:a"]).unwrap(), "900");
+    assert_eq!(server.command(&["GET", "balance:b"]).unwrap(), "1100");
+}
+
+#[distributed_lock(key = "order:<id>", ttl = "10s", client = locks, guard = lock)]
+async fn outer(
+    locks: &LockManager,
+    redis: &mut MultiplexedConnection,
+    id: u64,
+) -> anyhow::Result<(u64, u64, bool)> {
+    // `wait = "0s"` on the inner call: without reentrancy it would fail at once.
+    let inner_token = inner(locks, id).await?;
+    let still_held: bool = redis.exists(format!("lock:order:{id}")).await?;
+    Ok((lock.fencing_token(), inner_token, still_held))
+}
+
+#[distributed_lock(key = "order:<id>", wait = "0s", client = locks, guard = lock)]
+async fn inner(locks: &LockManager, id: u64) -> Result<u64, LockError> {
+    Ok(lock.fencing_token())
+}
+
+#[tokio::test]
+async fn nested_call_on_held_key_reenters_and_only_outer_releases() {
+    let Setup {
+        server,
+        locks,
+        mut redis,
+    } = setup().await;
+    let (outer_token, inner_token, held_after_inner) =
+        within(outer(&locks, &mut redis, 7)).await.unwrap();
+    assert_eq!(inner_token, outer_token, "the inner call reuses the lock");
+    assert!(held_after_inner, "the inner call must not release");
+    assert_eq!(server.command(&["EXISTS", "lock:order:7"]).unwrap(), "0");
+}
+
+#[distributed_lock(key = "fence:<id>", client = locks, guard = lock)]
+async fn fenced(locks: &LockManager, id: u64) -> Result<(String, u64), LockError> {
+    Ok((lock.key().to_owned(), lock.fencing_token()))
+}
+
+#[tokio::test]
+async fn guard_exposes_a_fencing_token_that_increases_between_calls() {
+    let Setup {
+        server: _server,
+        locks,
+        ..
+    } = setup().await;
+    let (key, first) = within(fenced(&locks, 3)).await.unwrap();
+    let (_, second) = within(fenced(&locks, 3)).await.unwrap();
+    assert_eq!(key, "fence:3");
+    assert!(second > first, "{second} > {first}");
+}
+
+#[distributed_lock(key = "lease:<id>", ttl = "300ms", client = locks)]
+async fn long_job(
+    locks: &LockManager,
+    id: u64,
+    entered: oneshot::Sender<()>,
+    finished: &AtomicBool,
+) -> Result<(), LockError> {
+    let _ = entered.send(());
+    tokio::time::sleep(PATIENCE).await;
+    finished.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+#[tokio::test]
+async fn lost_lock_aborts_the_body_with_lost() {
+    let Setup { server, locks, .. } = setup().await;
+    let finished = AtomicBool::new(false);
+    let (entered, entered_rx) = oneshot::channel();
+    let (result, ()) = within(async {
+        tokio::join!(long_job(&locks, 9, entered, &finished), async {
+            entered_rx.await.unwrap();
+            assert_eq!(server.command(&["DEL", "lock:lease:9"]).unwrap(), "1");
+        })
+    })
+    .await;
+    let error = result.unwrap_err();
+    assert!(
+        matches!(&error, LockError::Lost { key } if key == "lease:9"),
+        "{error:?}"
+    );
+    assert!(!finished.load(Ordering::SeqCst), "the body was stopped");
+}
+
+#[derive(Debug)]
+enum AppError {
+    Lock(LockError),
+    Rejected(u64),
+}
+
+impl From<LockError> for AppError {
+    fn from(error: LockError) -> Self {
+        AppError::Lock(error)
+    }
+}
+
+#[distributed_lock(key = "hold:<name>", client = locks)]
+async fn reject(locks: &LockManager, name: &str, amount: u64) -> Result<(), AppError> {
+    if amount > 100 {
+        return Err(AppError::Rejected(amount));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn body_error_is_returned_as_is_and_the_lock_released() {
+    let Setup { server, locks, .. } = setup().await;
+    let error = within(reject(&locks, "limit", 500)).await.unwrap_err();
+    assert!(matches!(error, AppError::Rejected(500)), "{error:?}");
+    assert_eq!(server.command(&["EXISTS", "lock:hold:limit"]).unwrap(), "0");
+    assert_eq!(within(try_once(&locks, "limit")).await.unwrap(), "ran");
+}
+
+#[tokio::test]
+async fn busy_lock_converts_into_the_function_error_type() {
+    let Setup {
+        server: _server,
+        locks,
+        ..
+    } = setup().await;
+    let (release, holder) = held(&locks, "limit").await;
+    let error = within(reject(&locks, "limit", 1)).await.unwrap_err();
+    assert!(
+        matches!(&error, AppError::Lock(lock) if lock.is_timeout()),
+        "{error:?}"
+    );
+    release.send(()).unwrap();
+    within(holder).await.unwrap().unwrap();
+}

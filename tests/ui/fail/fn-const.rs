@@ -1,0 +1,8 @@
+use redlock::{distributed_lock, LockError};
+
+#[distributed_lock(key = "account:<id>")]
+const fn constant(id: u64) -> Result<u64, LockError> {
+    Ok(id)
+}
+
+fn main() {}
