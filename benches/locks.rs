@@ -1,0 +1,445 @@
+//! Lock cycle benchmark: the library against a raw baseline written with the `redis` crate alone,
+//! measured in the same run on the same server.
+//!
+//! ```sh
+//! cargo bench --bench locks                      # a throwaway redis-server, full run
+//! BENCH_SECONDS=1 cargo bench --bench locks      # shorter timed workloads
+//! REDIS_URL=redis://127.0.0.1:6379 cargo bench --bench locks
+//! ```
+//!
+//! Workloads, each on a 1-thread and a 2-thread tokio runtime:
+//! - A: 1 task, 1 key, N lock+unlock cycles: cycles/s, p50/p99 per cycle.
+//! - B: 32 tasks on 32 distinct keys for T seconds: cycles/s.
+//! - C: 16 tasks on one key, empty critical section, wait 10 s, T seconds: cycles/s, p50/p99/max
+//!   acquire wait, cycles per task min/max.
+//! - M: memory (resident set) before and after many cycles on distinct keys.
+//!
+//! The raw baseline: `SET key token NX PX ttl`, then `EVALSHA` compare-and-delete, on one
+//! multiplexed connection. The last line printed is one JSON object with every figure.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redlock::testing::RedisServer;
+use redlock::{distributed_lock, LockError, LockManager, LockOptions};
+
+const TTL_MS: u64 = 10_000;
+const UNLOCK: &str =
+    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/// The raw baseline: the fewest round trips a correct lock cycle can take.
+#[derive(Clone)]
+struct Raw {
+    conn: redis::aio::MultiplexedConnection,
+    unlock: Arc<redis::Script>,
+}
+
+impl Raw {
+    async fn new(url: &str) -> Self {
+        let client = redis::Client::open(url).expect("url");
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        Self {
+            conn,
+            unlock: Arc::new(redis::Script::new(UNLOCK)),
+        }
+    }
+
+    async fn cycle(&mut self, key: &str, token: &str) {
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(TTL_MS)
+            .query_async(&mut self.conn)
+            .await
+            .expect("SET");
+        assert!(taken.is_some(), "raw baseline: key unexpectedly busy");
+        let released: i64 = self
+            .unlock
+            .key(key)
+            .arg(token)
+            .invoke_async(&mut self.conn)
+            .await
+            .expect("EVALSHA");
+        assert_eq!(released, 1);
+    }
+}
+
+#[distributed_lock(key = "bench:<key>", ttl = "10s", client = locks)]
+async fn attribute_cycle(locks: &LockManager, key: &str) -> Result<(), LockError> {
+    Ok(())
+}
+
+#[distributed_lock(key = "bench:<key>", ttl = "10s", wait = "10s", client = locks)]
+async fn attribute_contended(locks: &LockManager, key: &str) -> Result<(), LockError> {
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Raw,
+    Manager,
+    Attribute,
+}
+
+impl Via {
+    fn name(self) -> &'static str {
+        match self {
+            Via::Raw => "raw",
+            Via::Manager => "manager",
+            Via::Attribute => "attribute",
+        }
+    }
+}
+
+struct Ctx {
+    locks: LockManager,
+    raw: Raw,
+    seconds: f64,
+    cycles: usize,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+async fn one_cycle(ctx: &Ctx, raw: &mut Raw, via: Via, key: &str, token: &str) {
+    match via {
+        Via::Raw => raw.cycle(&format!("bench:{key}"), token).await,
+        Via::Manager => {
+            let options = LockOptions::new(Duration::from_millis(TTL_MS));
+            let guard = ctx
+                .locks
+                .acquire_with(&format!("bench:{key}"), &options)
+                .await
+                .expect("acquire");
+            guard.release().await.expect("release");
+        }
+        Via::Attribute => attribute_cycle(&ctx.locks, key)
+            .await
+            .expect("attribute cycle"),
+    }
+}
+
+/// A: one task, one key.
+async fn uncontended(ctx: &Ctx, via: Via) -> (f64, Duration, Duration) {
+    let mut raw = ctx.raw.clone();
+    let token = token(0);
+    for _ in 0..ctx.cycles / 10 {
+        one_cycle(ctx, &mut raw, via, "a", &token).await;
+    }
+    let mut laps = Vec::with_capacity(ctx.cycles);
+    let start = Instant::now();
+    for _ in 0..ctx.cycles {
+        let lap = Instant::now();
+        one_cycle(ctx, &mut raw, via, "a", &token).await;
+        laps.push(lap.elapsed());
+    }
+    let rate = ctx.cycles as f64 / start.elapsed().as_secs_f64();
+    laps.sort_unstable();
+    (rate, percentile(&laps, 0.5), percentile(&laps, 0.99))
+}
+
+/// A token unique to this process and task (the raw baseline's lock value).
+fn token(task: usize) -> String {
+    format!("raw-{}-{task}", std::process::id())
+}
+
+/// B: 32 tasks, each on its own key.
+async fn distinct_keys(ctx: &Arc<Ctx>, via: Via) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let ctx = ctx.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut raw = ctx.raw.clone();
+            let key = format!("b{t}");
+            let token = token(t);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                one_cycle(&ctx, &mut raw, via, &key, &token).await;
+                n += 1;
+            }
+            n
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(ctx.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("task");
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+struct Contention {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    min_cycles: u64,
+    max_cycles: u64,
+}
+
+/// C: 16 tasks on one key.
+async fn one_key(ctx: &Arc<Ctx>, via: Via) -> Contention {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let ctx = ctx.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let options =
+                LockOptions::new(Duration::from_millis(TTL_MS)).wait(Duration::from_secs(10));
+            let mut waits = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let asked = Instant::now();
+                match via {
+                    Via::Attribute => {
+                        // Measured up to the return, so this includes the release.
+                        attribute_contended(&ctx.locks, "c")
+                            .await
+                            .expect("attribute");
+                        waits.push(asked.elapsed());
+                    }
+                    _ => {
+                        let guard = ctx
+                            .locks
+                            .acquire_with("bench:c", &options)
+                            .await
+                            .expect("acquire");
+                        waits.push(asked.elapsed());
+                        guard.release().await.expect("release");
+                    }
+                }
+            }
+            waits
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(ctx.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let (mut min_cycles, mut max_cycles) = (u64::MAX, 0);
+    for task in tasks {
+        let waits = task.await.expect("task");
+        min_cycles = min_cycles.min(waits.len() as u64);
+        max_cycles = max_cycles.max(waits.len() as u64);
+        all.extend(waits);
+    }
+    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    Contention {
+        rate,
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+        max: all.last().copied().unwrap_or_default(),
+        min_cycles,
+        max_cycles,
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4)
+}
+
+/// M: resident memory over many cycles on distinct keys (contended now and then, so the
+/// release-notice table is exercised too).
+async fn memory(ctx: &Ctx, cycles: usize) -> (u64, u64, u64) {
+    let options = LockOptions::new(Duration::from_millis(TTL_MS));
+    let warm = cycles / 10;
+    for i in 0..warm {
+        let guard = ctx
+            .locks
+            .acquire_with(&format!("m:{i}"), &options)
+            .await
+            .expect("acquire");
+        guard.release().await.expect("release");
+    }
+    let before = rss_kib();
+    for i in warm..cycles {
+        let guard = ctx
+            .locks
+            .acquire_with(&format!("m:{i}"), &options)
+            .await
+            .expect("acquire");
+        guard.release().await.expect("release");
+    }
+    let after = rss_kib();
+    (before, after, (cycles - warm) as u64)
+}
+
+struct Row {
+    runtime: &'static str,
+    figures: Vec<(String, f64)>,
+}
+
+async fn run_all(ctx: Arc<Ctx>, runtime: &'static str) -> Row {
+    let mut figures = Vec::new();
+    println!("\n== {runtime} runtime ==");
+    println!("A) 1 task, 1 key, {} cycles", ctx.cycles);
+    let mut a_rate = [0.0; 3];
+    for (i, via) in [Via::Raw, Via::Manager, Via::Attribute]
+        .into_iter()
+        .enumerate()
+    {
+        let (rate, p50, p99) = uncontended(&ctx, via).await;
+        a_rate[i] = rate;
+        println!(
+            "   {:<10} {:>9.0} cycles/s   p50 {:>7.1}us   p99 {:>7.1}us",
+            via.name(),
+            rate,
+            us(p50),
+            us(p99)
+        );
+        figures.push((format!("a_{}_cycles_per_s", via.name()), rate));
+        figures.push((format!("a_{}_p50_us", via.name()), us(p50)));
+        figures.push((format!("a_{}_p99_us", via.name()), us(p99)));
+    }
+    let a_ratio = a_rate[0] / a_rate[1];
+    let attr_ratio = a_rate[1] / a_rate[2];
+    println!("   time per cycle: manager/raw {a_ratio:.3}x, attribute/manager {attr_ratio:.3}x");
+    figures.push(("a_ratio_manager_over_raw".into(), a_ratio));
+    figures.push(("a_ratio_attribute_over_manager".into(), attr_ratio));
+
+    println!("B) 32 tasks, 32 keys, {:.0}s", ctx.seconds);
+    let mut b_rate = [0.0; 3];
+    for (i, via) in [Via::Raw, Via::Manager, Via::Attribute]
+        .into_iter()
+        .enumerate()
+    {
+        let rate = distinct_keys(&ctx, via).await;
+        b_rate[i] = rate;
+        println!("   {:<10} {:>9.0} cycles/s", via.name(), rate);
+        figures.push((format!("b_{}_cycles_per_s", via.name()), rate));
+    }
+    let b_ratio = b_rate[0] / b_rate[1];
+    println!(
+        "   time per cycle: manager/raw {b_ratio:.3}x, attribute/manager {:.3}x",
+        b_rate[1] / b_rate[2]
+    );
+    figures.push(("b_ratio_manager_over_raw".into(), b_ratio));
+    figures.push((
+        "b_ratio_attribute_over_manager".into(),
+        b_rate[1] / b_rate[2],
+    ));
+
+    println!("C) 16 tasks, 1 key, wait 10s, {:.0}s", ctx.seconds);
+    for via in [Via::Manager, Via::Attribute] {
+        let c = one_key(&ctx, via).await;
+        let of_a = c.rate / a_rate[0];
+        println!(
+            "   {:<10} {:>9.0} cycles/s ({:.2}x raw uncontended)   wait p50 {:>7.1}us p99 {:>8.1}us max {:>8.1}us   cycles/task {}..{}",
+            via.name(),
+            c.rate,
+            of_a,
+            us(c.p50),
+            us(c.p99),
+            us(c.max),
+            c.min_cycles,
+            c.max_cycles
+        );
+        let v = via.name();
+        figures.push((format!("c_{v}_cycles_per_s"), c.rate));
+        figures.push((format!("c_{v}_ratio_over_raw_uncontended"), of_a));
+        figures.push((format!("c_{v}_wait_p50_us"), us(c.p50)));
+        figures.push((format!("c_{v}_wait_p99_us"), us(c.p99)));
+        figures.push((format!("c_{v}_wait_max_us"), us(c.max)));
+        figures.push((format!("c_{v}_cycles_per_task_min"), c.min_cycles as f64));
+        figures.push((format!("c_{v}_cycles_per_task_max"), c.max_cycles as f64));
+    }
+    Row { runtime, figures }
+}
+
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let seconds = env_f64("BENCH_SECONDS", 5.0);
+    let cycles = env_f64("BENCH_CYCLES", 20_000.0) as usize;
+    let memory_cycles = env_f64("BENCH_MEMORY_CYCLES", 200_000.0) as usize;
+    let (_server, url) = match std::env::var("REDIS_URL") {
+        Ok(url) => (None, url),
+        Err(_) => {
+            let server = RedisServer::spawn().expect("start redis-server (or set REDIS_URL)");
+            let url = server.url();
+            (Some(server), url)
+        }
+    };
+    println!("redlock lock-cycle benchmark on {url}");
+    let mut rows = Vec::new();
+    let mut memory_figures = None;
+    for (name, threads) in [("1-thread", 1usize), ("2-thread", 2)] {
+        let rt = if threads == 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+        }
+        .expect("runtime");
+        let row = rt.block_on(async {
+            let ctx = Arc::new(Ctx {
+                locks: LockManager::new(&url).expect("manager"),
+                raw: Raw::new(&url).await,
+                seconds,
+                cycles,
+            });
+            let row = run_all(ctx.clone(), name).await;
+            if threads == 2 {
+                let (before, after, n) = memory(&ctx, memory_cycles).await;
+                println!("\nM) {n} cycles on distinct keys: resident {before} KiB -> {after} KiB");
+                memory_figures = Some((before, after, n));
+            }
+            row
+        });
+        rows.push(row);
+    }
+    let mut json = String::from("{");
+    for row in &rows {
+        for (name, value) in &row.figures {
+            json.push_str(&format!(
+                "\"{}_{}\":{:.3},",
+                row.runtime.replace('-', "_"),
+                name,
+                value
+            ));
+        }
+    }
+    if let Some((before, after, n)) = memory_figures {
+        json.push_str(&format!(
+            "\"m_cycles\":{n},\"m_rss_before_kib\":{before},\"m_rss_after_kib\":{after},"
+        ));
+    }
+    json.pop();
+    json.push('}');
+    println!("{json}");
+}
