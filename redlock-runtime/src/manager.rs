@@ -266,6 +266,7 @@ impl LockManager {
         let mut backoff = Backoff::new(inner.config.backoff_min, inner.config.backoff_max);
         let mut subscription: Option<Subscription> = None;
         let mut attempts = 0u32;
+        let mut reply_lost = false;
         loop {
             attempts += 1;
             if let Some(sub) = subscription.as_mut() {
@@ -273,15 +274,9 @@ impl LockManager {
             }
             let sent = Instant::now();
             let outcome = inner
-                .eval::<Attempt>(
-                    key,
-                    scripts::ACQUIRE
-                        .key(&redis_key)
-                        .key(&inner.config.fence_key)
-                        .arg(&token)
-                        .arg(ttl_ms),
-                )
+                .attempt(key, &redis_key, &token, ttl_ms, reply_lost)
                 .await;
+            reply_lost = matches!(&outcome, Err(e) if e.is_transient());
             let holder_left = match outcome {
                 Ok(Attempt::Acquired(fence)) => {
                     let waited = start.elapsed();
@@ -425,6 +420,68 @@ impl Inner {
             })
             .await
             .cloned()
+    }
+
+    /// One acquisition attempt.
+    ///
+    /// The fast path is a `MULTI` / `SET NX PX` / `INCR fence` / `PTTL` / `EXEC` transaction:
+    /// atomic like a script, but cheaper for Redis to run. When it finds the key without an
+    /// expiry (possibly not a lock at all), or when the previous attempt's reply was lost (so the
+    /// lock may already be ours), the acquire script decides: it checks the key's type and
+    /// recognises our own token.
+    async fn attempt(
+        &self,
+        key: &str,
+        redis_key: &str,
+        token: &str,
+        ttl_ms: u64,
+        careful: bool,
+    ) -> Result<Attempt, LockError> {
+        if !careful {
+            let mut tx = redis::pipe();
+            tx.atomic()
+                .cmd("SET")
+                .arg(redis_key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .cmd("INCR")
+                .arg(&self.config.fence_key)
+                .cmd("PTTL")
+                .arg(redis_key);
+            let (set, fence, pttl): (redis::Value, u64, i64) = self.query(key, &tx).await?;
+            if set != redis::Value::Nil {
+                return Ok(Attempt::Acquired(fence));
+            }
+            if let Ok(left) = u64::try_from(pttl) {
+                return Ok(Attempt::Busy(Some(left)));
+            }
+        }
+        self.eval(
+            key,
+            scripts::ACQUIRE
+                .key(redis_key)
+                .key(&self.config.fence_key)
+                .arg(token)
+                .arg(ttl_ms),
+        )
+        .await
+    }
+
+    /// Runs one transaction within the operation timeout.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        key: &str,
+        pipeline: &redis::Pipeline,
+    ) -> Result<T, LockError> {
+        let mut conn = self.connection(key).await?;
+        let limit = self.config.op_timeout;
+        match tokio::time::timeout(limit, pipeline.query_async(&mut conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(LockError::redis(key, e)),
+            Err(_) => Err(LockError::no_answer(key, limit)),
+        }
     }
 
     /// Runs one script within the operation timeout.

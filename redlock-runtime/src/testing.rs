@@ -37,10 +37,9 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +47,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use redis::{ConnectionLike, ErrorKind, Value};
 use tempfile::TempDir;
 
 /// Name of the environment variable that overrides the `redis-server` binary.
@@ -121,7 +121,7 @@ pub enum ServerError {
         /// The timeout that elapsed.
         waited: Duration,
     },
-    /// The server sent something that is not valid RESP2.
+    /// The server sent something the `redis` client could not parse.
     #[error("invalid reply from redis-server: {0}")]
     Protocol(String),
     /// The server is stopped (see [`RedisServer::stop`]).
@@ -380,20 +380,21 @@ impl RedisServer {
         if self.lock_child().is_none() {
             return Err(ServerError::Stopped);
         }
-        let deadline = Instant::now() + timeout;
-        let result = self.exchange(args, deadline);
-        result
-            .map_err(|e| match e {
-                Failure::Io(e) if is_timeout(&e) => ServerError::Timeout { waited: timeout },
-                Failure::Io(e) => {
-                    ServerError::io(format!("talking to redis-server at {}", self.url()), e)
-                }
-                Failure::Server(e) => e,
-            })
-            .and_then(|reply| match reply {
-                Reply::Error(msg) => Err(ServerError::Reply(msg)),
-                reply => Ok(reply.render()),
-            })
+        match self.exchange(args, timeout) {
+            Ok(Value::ServerError(err)) => Err(ServerError::Reply(error_message(&err))),
+            Ok(reply) => Ok(render(&reply)),
+            Err(e) if e.is_timeout() => Err(ServerError::Timeout { waited: timeout }),
+            Err(e) if e.kind() == ErrorKind::Io => {
+                let kind = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<io::Error>())
+                    .map_or(io::ErrorKind::Other, io::Error::kind);
+                let context = format!("talking to redis-server at {}", self.url());
+                Err(ServerError::io(context, io::Error::new(kind, e)))
+            }
+            Err(e) if e.kind() == ErrorKind::Parse => Err(ServerError::Protocol(e.to_string())),
+            // E.g. a refused AUTH while connecting.
+            Err(e) => Err(ServerError::Reply(e.to_string())),
+        }
     }
 
     fn stderr_path(&self) -> PathBuf {
@@ -496,14 +497,13 @@ impl RedisServer {
                 Ok(None) => {}
                 Err(e) => return Err(ServerError::io("waiting for redis-server", e)),
             }
-            let deadline = Instant::now() + PROBE_TIMEOUT;
-            let last_error = match self.exchange(&["PING"], deadline) {
-                Ok(Reply::Simple(pong)) if pong == "PONG" => {
+            let last_error = match self.exchange(&["PING"], PROBE_TIMEOUT) {
+                Ok(Value::SimpleString(pong)) if pong == "PONG" => {
                     // Another test's server may hold the port we picked; ours would exit soon.
-                    match self.exchange(&["INFO", "server"], deadline) {
-                        Ok(Reply::Bulk(info)) => {
+                    match self.exchange(&["INFO", "server"], PROBE_TIMEOUT) {
+                        Ok(info @ (Value::BulkString(_) | Value::VerbatimString { .. })) => {
                             let expected = format!("process_id:{}\r\n", child.id());
-                            if String::from_utf8_lossy(&info).contains(&expected) {
+                            if render(&info).contains(&expected) {
                                 return Ok(());
                             }
                             "another process answered on this address".to_owned()
@@ -513,8 +513,8 @@ impl RedisServer {
                         Err(e) => e.to_string(),
                     }
                 }
-                Ok(Reply::Error(msg)) => msg, // e.g. LOADING: keep waiting
-                Ok(other) => format!("unexpected reply {:?}", other.render()),
+                Ok(Value::ServerError(err)) => error_message(&err), // e.g. LOADING: keep waiting
+                Ok(other) => format!("unexpected reply {:?}", render(&other)),
                 Err(e) => e.to_string(),
             };
             let waited = started.elapsed();
@@ -529,17 +529,22 @@ impl RedisServer {
         }
     }
 
-    /// Connect, authenticate, send one command and read its reply, all before `deadline`.
-    fn exchange(&self, args: &[&str], deadline: Instant) -> Result<Reply, Failure> {
-        let mut conn = BufReader::new(Conn::open(&self.endpoint, deadline)?);
-        if let Some(pw) = &self.password {
-            write_command(conn.get_mut(), &["AUTH", pw])?;
-            if let Reply::Error(msg) = read_reply(&mut conn, 0)? {
-                return Err(Failure::Server(ServerError::Reply(msg)));
-            }
-        }
-        write_command(conn.get_mut(), args)?;
-        read_reply(&mut conn, 0)
+    /// Connect (authenticating with the password in [`url`](Self::url)), send one command and
+    /// read its raw reply (an error reply is `Ok(Value::ServerError(_))`), all within `timeout`.
+    fn exchange(&self, args: &[&str], timeout: Duration) -> redis::RedisResult<Value> {
+        let deadline = Instant::now() + timeout;
+        let left = || match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(left),
+            _ => Err(redis::RedisError::from(io::Error::from(
+                io::ErrorKind::TimedOut,
+            ))),
+        };
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_connection_with_timeout(left()?)?;
+        let left = left()?;
+        conn.set_read_timeout(Some(left))?;
+        conn.set_write_timeout(Some(left))?;
+        conn.req_command(redis::Cmd::new().arg(args))
     }
 }
 
@@ -730,234 +735,41 @@ fn percent_encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+/// The message of an error reply as Redis sent it, e.g. `WRONGTYPE Operation against ...`.
+fn error_message(err: &redis::ServerError) -> String {
+    match err.details() {
+        Some(details) => format!("{} {details}", err.code()),
+        None => err.code().to_owned(),
+    }
 }
 
-/// Why an exchange failed: transport (mapped by the caller) or an already-built error.
-enum Failure {
-    Io(io::Error),
-    Server(ServerError),
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Io(e) => e.fmt(f),
-            Failure::Server(e) => e.fmt(f),
+/// A reply as text; nested error replies read `(error) MESSAGE`.
+fn render(value: &Value) -> String {
+    let join =
+        |items: &mut dyn Iterator<Item = &Value>| items.map(render).collect::<Vec<_>>().join("\n");
+    match value {
+        Value::Nil => "(nil)".into(),
+        Value::Int(n) => n.to_string(),
+        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::SimpleString(s) | Value::VerbatimString { text: s, .. } => s.clone(),
+        Value::Okay => "OK".into(),
+        Value::Double(d) => d.to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Array(items) | Value::Set(items) | Value::Push { data: items, .. } => {
+            join(&mut items.iter())
         }
-    }
-}
-
-impl From<io::Error> for Failure {
-    fn from(e: io::Error) -> Self {
-        Failure::Io(e)
-    }
-}
-
-impl From<ServerError> for Failure {
-    fn from(e: ServerError) -> Self {
-        Failure::Server(e)
-    }
-}
-
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-/// A blocking connection whose every read and write ends by `deadline`.
-struct Conn {
-    stream: Stream,
-    deadline: Instant,
-}
-
-impl Conn {
-    fn open(endpoint: &Endpoint, deadline: Instant) -> io::Result<Conn> {
-        let stream = match endpoint {
-            Endpoint::Tcp(port) => {
-                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
-                let stream = TcpStream::connect_timeout(&addr, remaining(deadline)?)?;
-                stream.set_nodelay(true)?;
-                Stream::Tcp(stream)
-            }
-            Endpoint::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
-        };
-        Ok(Conn { stream, deadline })
-    }
-}
-
-/// Time left until `deadline`, or a `TimedOut` error.
-fn remaining(deadline: Instant) -> io::Result<Duration> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        Err(io::Error::new(io::ErrorKind::TimedOut, "deadline elapsed"))
-    } else {
-        Ok(left)
-    }
-}
-
-impl Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = Some(remaining(self.deadline)?);
-        match &mut self.stream {
-            Stream::Tcp(s) => {
-                s.set_read_timeout(left)?;
-                s.read(buf)
-            }
-            Stream::Unix(s) => {
-                s.set_read_timeout(left)?;
-                s.read(buf)
-            }
-        }
-    }
-}
-
-impl Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let left = Some(remaining(self.deadline)?);
-        match &mut self.stream {
-            Stream::Tcp(s) => {
-                s.set_write_timeout(left)?;
-                s.write(buf)
-            }
-            Stream::Unix(s) => {
-                s.set_write_timeout(left)?;
-                s.write(buf)
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match &mut self.stream {
-            Stream::Tcp(s) => s.flush(),
-            Stream::Unix(s) => s.flush(),
-        }
-    }
-}
-
-/// A RESP2 reply.
-#[derive(Debug, PartialEq)]
-enum Reply {
-    Simple(String),
-    Error(String),
-    Integer(i64),
-    Bulk(Vec<u8>),
-    Nil,
-    Array(Vec<Reply>),
-}
-
-impl Reply {
-    /// The reply as text; nested error replies read `(error) MESSAGE`.
-    fn render(&self) -> String {
-        match self {
-            Reply::Simple(s) => s.clone(),
-            Reply::Error(msg) => format!("(error) {msg}"),
-            Reply::Integer(n) => n.to_string(),
-            Reply::Bulk(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-            Reply::Nil => "(nil)".into(),
-            Reply::Array(items) => items
-                .iter()
-                .map(Reply::render)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        }
-    }
-}
-
-fn write_command(w: &mut impl Write, args: &[&str]) -> io::Result<()> {
-    let mut buf = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        buf.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        buf.extend_from_slice(arg.as_bytes());
-        buf.extend_from_slice(b"\r\n");
-    }
-    w.write_all(&buf)?;
-    w.flush()
-}
-
-/// Deepest array nesting accepted (Redis replies are shallow).
-const MAX_DEPTH: usize = 32;
-
-fn read_reply(r: &mut impl BufRead, depth: usize) -> Result<Reply, Failure> {
-    let protocol = |msg: String| Failure::Server(ServerError::Protocol(msg));
-    let mut line = Vec::new();
-    r.read_until(b'\n', &mut line)?;
-    if line.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed by redis-server",
-        )
-        .into());
-    }
-    let Some(body) = line.strip_suffix(b"\r\n") else {
-        return Err(protocol(format!(
-            "unterminated line {:?}",
-            String::from_utf8_lossy(&line)
-        )));
-    };
-    let (kind, rest) = (
-        body.first().copied(),
-        String::from_utf8_lossy(body.get(1..).unwrap_or_default()).into_owned(),
-    );
-    let number = |s: &str| {
-        s.parse::<i64>()
-            .map_err(|_| protocol(format!("bad number {s:?}")))
-    };
-    match kind {
-        Some(b'+') => Ok(Reply::Simple(rest)),
-        Some(b'-') => Ok(Reply::Error(rest)),
-        Some(b':') => Ok(Reply::Integer(number(&rest)?)),
-        Some(b'$') => {
-            let Ok(len) = usize::try_from(number(&rest)?) else {
-                return Ok(Reply::Nil);
-            };
-            let mut bytes = vec![0; len + 2];
-            r.read_exact(&mut bytes)?;
-            if !bytes.ends_with(b"\r\n") {
-                return Err(protocol("bulk string without CRLF".into()));
-            }
-            bytes.truncate(len);
-            Ok(Reply::Bulk(bytes))
-        }
-        Some(b'*') => {
-            let Ok(len) = usize::try_from(number(&rest)?) else {
-                return Ok(Reply::Nil);
-            };
-            if depth >= MAX_DEPTH {
-                return Err(protocol("arrays nested too deeply".into()));
-            }
-            (0..len)
-                .map(|_| read_reply(r, depth + 1))
-                .collect::<Result<_, _>>()
-                .map(Reply::Array)
-        }
-        _ => Err(protocol(format!(
-            "unknown reply type in {:?}",
-            String::from_utf8_lossy(body)
-        ))),
+        Value::Map(pairs) => join(&mut pairs.iter().flat_map(|(k, v)| [k, v])),
+        Value::Attribute { data, .. } => render(data),
+        Value::ServerError(err) => format!("(error) {}", error_message(err)),
+        other => format!("{other:?}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::net::TcpStream;
 
-    fn raw_roundtrip(server: &RedisServer, request: &[u8]) -> String {
-        let port = server.port().expect("tcp server");
-        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("set timeout");
-        stream.write_all(request).expect("write");
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("read");
-        line
-    }
+    use super::*;
 
     #[test]
     fn spawned_server_answers_ping() {
@@ -1002,8 +814,11 @@ mod tests {
     fn password_server_rejects_unauthenticated_commands() {
         let server =
             RedisServer::spawn_with(ServerOptions::new().password("s3cret")).expect("spawn");
-        let reply = raw_roundtrip(&server, b"*1\r\n$4\r\nPING\r\n");
-        assert!(reply.starts_with("-NOAUTH"), "{reply:?}");
+        let port = server.port().expect("tcp server");
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut con = client.get_connection().expect("connect without password");
+        let err = redis::cmd("PING").query::<String>(&mut con).unwrap_err();
+        assert_eq!(err.code(), Some("NOAUTH"), "{err:?}");
         assert_eq!(server.command(&["PING"]).unwrap(), "PONG");
         assert!(
             server.url().starts_with("redis://:s3cret@127.0.0.1:"),
@@ -1174,18 +989,20 @@ mod tests {
     }
 
     #[test]
-    fn replies_are_parsed() {
-        let mut input: &[u8] = b"*3\r\n:7\r\n$-1\r\n*1\r\n-ERR x\r\n";
-        let reply = read_reply(&mut input, 0).ok().expect("parse");
+    fn nested_replies_are_rendered() {
+        let server = RedisServer::spawn().expect("spawn");
+        let script = "return {7, false, {redis.error_reply('ERR x')}}";
         assert_eq!(
-            reply,
-            Reply::Array(vec![
-                Reply::Integer(7),
-                Reply::Nil,
-                Reply::Array(vec![Reply::Error("ERR x".into())])
-            ])
+            server.command(&["EVAL", script, "0"]).unwrap(),
+            "7\n(nil)\n(error) ERR x"
         );
-        assert_eq!(reply.render(), "7\n(nil)\n(error) ERR x");
+        match server
+            .command(&["LPUSH", "l", "a"])
+            .and(server.command(&["GET", "l"]))
+        {
+            Err(ServerError::Reply(msg)) => assert!(msg.starts_with("WRONGTYPE "), "{msg}"),
+            other => panic!("expected WRONGTYPE, got {other:?}"),
+        }
         assert_eq!(percent_encode("a b/@", false), "a%20b%2F%40");
     }
 }
