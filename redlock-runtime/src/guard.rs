@@ -8,7 +8,6 @@ use tracing::Instrument;
 
 use crate::error::LockError;
 use crate::manager::Inner;
-use crate::scripts;
 
 const HELD: u8 = 0;
 const RELEASED: u8 = 1;
@@ -123,17 +122,17 @@ impl LockGuard {
             return Err(self.lost());
         }
         let sent = Instant::now();
-        let renewed: i64 = self
+        let renewed = self
             .manager
-            .eval(
+            .backend
+            .extend(
                 &self.key,
-                scripts::EXTEND
-                    .key(&self.redis_key)
-                    .arg(&self.token)
-                    .arg(self.ttl.as_millis() as u64),
+                &self.redis_key,
+                &self.token,
+                self.ttl.as_millis() as u64,
             )
             .await?;
-        if renewed == 1 {
+        if renewed {
             *self.lease_end.lock().unwrap_or_else(|e| e.into_inner()) = lease_end(sent, self.ttl);
             tracing::trace!(key = %self.key, "renewed");
             Ok(())
@@ -196,10 +195,7 @@ async fn release(
     redis_key: &str,
     token: &str,
 ) -> Result<(), LockError> {
-    let released: i64 = manager
-        .eval(key, scripts::RELEASE.key(redis_key).arg(token))
-        .await?;
-    if released == 1 {
+    if manager.backend.release(key, redis_key, token).await? {
         tracing::debug!("released");
         Ok(())
     } else {

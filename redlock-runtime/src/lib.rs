@@ -43,10 +43,12 @@
 
 #[doc(hidden)]
 pub mod __private;
+mod backend;
 mod error;
 pub mod fence;
 mod guard;
 mod manager;
+mod node;
 mod options;
 pub mod renew;
 mod scripts;

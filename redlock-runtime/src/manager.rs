@@ -3,15 +3,16 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tracing::Instrument;
 
+use crate::backend::Backend;
 use crate::error::LockError;
 use crate::fence;
 use crate::guard::LockGuard;
+use crate::node::Node;
 use crate::options::LockOptions;
-use crate::scripts::{self, Attempt};
-use crate::wait::{Backoff, Notices, Subscription};
+use crate::scripts::Attempt;
+use crate::wait::{Backoff, Subscription};
 
 /// Default key prefix: lock `account:7` lives at Redis key `lock:account:7`.
 pub const DEFAULT_PREFIX: &str = "lock:";
@@ -44,9 +45,7 @@ pub struct LockManager {
 
 pub(crate) struct Inner {
     pub(crate) config: Config,
-    client: redis::Client,
-    conn: tokio::sync::OnceCell<ConnectionManager>,
-    pub(crate) notices: Option<Notices>,
+    pub(crate) backend: Backend,
 }
 
 /// Settings of a manager, fixed when it is built.
@@ -63,7 +62,7 @@ pub(crate) struct Config {
 impl std::fmt::Debug for LockManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockManager")
-            .field("addr", &self.inner.client.get_connection_info().addr())
+            .field("redis", &self.inner.backend.describe())
             .field("prefix", &self.inner.config.prefix)
             .finish_non_exhaustive()
     }
@@ -153,15 +152,11 @@ impl LockManagerBuilder {
         let client = redis::Client::open(self.url.as_str()).map_err(|e| {
             LockError::Config(format!("invalid redis URL `{}`: {e}", redact(&self.url)))
         })?;
-        let notices = self
-            .notifications
-            .then(|| Notices::new(&client, config.op_timeout));
+        let node = Node::new(client, config.op_timeout, self.notifications);
         Ok(LockManager {
             inner: Arc::new(Inner {
                 config,
-                client,
-                conn: tokio::sync::OnceCell::new(),
-                notices,
+                backend: Backend::Single(node),
             }),
         })
     }
@@ -211,13 +206,7 @@ impl LockManager {
 
     /// Checks that the server answers within the operation timeout.
     pub async fn ping(&self) -> Result<(), LockError> {
-        let mut conn = self.inner.connection("").await?;
-        let limit = self.inner.config.op_timeout;
-        let reply: Result<String, _> =
-            tokio::time::timeout(limit, redis::cmd("PING").query_async(&mut conn))
-                .await
-                .map_err(|_| LockError::no_answer("", limit))?;
-        reply.map(drop).map_err(|e| LockError::redis("", e))
+        self.inner.backend.ping().await
     }
 
     /// The key prefix of this manager.
@@ -274,7 +263,15 @@ impl LockManager {
             }
             let sent = Instant::now();
             let outcome = inner
-                .attempt(key, &redis_key, &token, ttl_ms, reply_lost)
+                .backend
+                .attempt(
+                    key,
+                    &redis_key,
+                    &inner.config.fence_key,
+                    &token,
+                    ttl_ms,
+                    reply_lost,
+                )
                 .await;
             reply_lost = matches!(&outcome, Err(e) if e.is_transient());
             let holder_left = match outcome {
@@ -319,7 +316,7 @@ impl LockManager {
                 });
             }
             if subscription.is_none() {
-                if let Some(notices) = &inner.notices {
+                if let Some(notices) = inner.backend.notices() {
                     match notices.subscribe(&redis_key).await {
                         Ok(sub) => {
                             subscription = Some(sub);
@@ -402,101 +399,6 @@ impl Inner {
         full.push_str(&self.config.prefix);
         full.push_str(key);
         full
-    }
-
-    /// The command connection, created on first use.
-    pub(crate) async fn connection(&self, key: &str) -> Result<ConnectionManager, LockError> {
-        let limit = self.config.op_timeout;
-        self.conn
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(limit))
-                    .set_response_timeout(Some(limit))
-                    .set_number_of_retries(1)
-                    .set_min_delay(Duration::from_millis(20))
-                    .set_max_delay(Duration::from_millis(500));
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                    .map_err(|e| LockError::redis(key, e))
-            })
-            .await
-            .cloned()
-    }
-
-    /// One acquisition attempt.
-    ///
-    /// The fast path is a `MULTI` / `SET NX PX` / `INCR fence` / `PTTL` / `EXEC` transaction:
-    /// atomic like a script, but cheaper for Redis to run. When it finds the key without an
-    /// expiry (possibly not a lock at all), or when the previous attempt's reply was lost (so the
-    /// lock may already be ours), the acquire script decides: it checks the key's type and
-    /// recognises our own token.
-    async fn attempt(
-        &self,
-        key: &str,
-        redis_key: &str,
-        token: &str,
-        ttl_ms: u64,
-        careful: bool,
-    ) -> Result<Attempt, LockError> {
-        if !careful {
-            let mut tx = redis::pipe();
-            tx.atomic()
-                .cmd("SET")
-                .arg(redis_key)
-                .arg(token)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl_ms)
-                .cmd("INCR")
-                .arg(&self.config.fence_key)
-                .cmd("PTTL")
-                .arg(redis_key);
-            let (set, fence, pttl): (redis::Value, u64, i64) = self.query(key, &tx).await?;
-            if set != redis::Value::Nil {
-                return Ok(Attempt::Acquired(fence));
-            }
-            if let Ok(left) = u64::try_from(pttl) {
-                return Ok(Attempt::Busy(Some(left)));
-            }
-        }
-        self.eval(
-            key,
-            scripts::ACQUIRE
-                .key(redis_key)
-                .key(&self.config.fence_key)
-                .arg(token)
-                .arg(ttl_ms),
-        )
-        .await
-    }
-
-    /// Runs one transaction within the operation timeout.
-    async fn query<T: redis::FromRedisValue>(
-        &self,
-        key: &str,
-        pipeline: &redis::Pipeline,
-    ) -> Result<T, LockError> {
-        let mut conn = self.connection(key).await?;
-        let limit = self.config.op_timeout;
-        match tokio::time::timeout(limit, pipeline.query_async(&mut conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(LockError::redis(key, e)),
-            Err(_) => Err(LockError::no_answer(key, limit)),
-        }
-    }
-
-    /// Runs one script within the operation timeout.
-    pub(crate) async fn eval<T: redis::FromRedisValue>(
-        &self,
-        key: &str,
-        invocation: &mut redis::ScriptInvocation<'_>,
-    ) -> Result<T, LockError> {
-        let mut conn = self.connection(key).await?;
-        let limit = self.config.op_timeout;
-        match tokio::time::timeout(limit, invocation.invoke_async(&mut conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(LockError::redis(key, e)),
-            Err(_) => Err(LockError::no_answer(key, limit)),
-        }
     }
 }
 
