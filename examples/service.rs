@@ -261,6 +261,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -X POST {base}/accounts/alice/withdraw/30");
     println!("  curl -X POST {base}/transfer/alice/bob/20");
     println!("  curl {base}/accounts/bob");
-    axum::serve(listener, app(state)).await?;
+    println!("Ctrl+C stops the service (and the throwaway redis-server).");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     Ok(())
 }
