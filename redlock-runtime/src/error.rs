@@ -98,15 +98,27 @@ impl LockError {
         Self::redis(key, redis::RedisError::from(io))
     }
 
+    /// Whether the connection broke under the request (reset, broken pipe, closed) while the
+    /// server was reachable before: the connection is replaced at once, so an idempotent request
+    /// may be sent again right away.
+    pub(crate) fn is_connection_dropped(&self) -> bool {
+        matches!(self, Self::Redis { source, .. }
+            if source.is_connection_dropped() && !source.is_connection_refusal())
+    }
+
     /// Whether retrying later may succeed (connection trouble), as opposed to a definite answer.
+    ///
+    /// Refused credentials are definite: the client library asks to reconnect after them, but a
+    /// wrong password stays wrong, so waiting for a lock must not retry it until the deadline.
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             Self::Redis { source, .. } => {
-                source.is_io_error()
-                    || source.is_timeout()
-                    || source.is_connection_dropped()
-                    || source.is_connection_refusal()
-                    || source.is_unrecoverable_error()
+                source.kind() != redis::ErrorKind::AuthenticationFailed
+                    && (source.is_io_error()
+                        || source.is_timeout()
+                        || source.is_connection_dropped()
+                        || source.is_connection_refusal()
+                        || source.is_unrecoverable_error())
             }
             _ => false,
         }
@@ -146,6 +158,18 @@ mod tests {
         assert_eq!(e.to_string(), "lock `k` is busy: not acquired within 250ms");
         assert_eq!(e.key(), Some("k"));
         assert!(e.is_timeout());
+    }
+
+    #[test]
+    fn refused_credentials_are_not_transient() {
+        let auth = redis::RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "Password authentication failed",
+        ));
+        assert!(!LockError::redis("k", auth).is_transient());
+        let refused =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(LockError::redis("k", refused).is_transient());
     }
 
     #[test]

@@ -122,16 +122,14 @@ impl LockGuard {
             return Err(self.lost());
         }
         let sent = Instant::now();
-        let renewed = self
-            .manager
-            .backend
-            .extend(
-                &self.key,
-                &self.redis_key,
-                &self.token,
-                self.ttl.as_millis() as u64,
-            )
-            .await?;
+        let ttl_ms = self.ttl.as_millis() as u64;
+        let renewed = once_more(|| {
+            self.manager
+                .backend
+                .extend(&self.key, &self.redis_key, &self.token, ttl_ms)
+        })
+        .await
+        .or_else(not_ours)?;
         if renewed {
             *self.lease_end.lock().unwrap_or_else(|e| e.into_inner()) = lease_end(sent, self.ttl);
             tracing::trace!(key = %self.key, "renewed");
@@ -185,6 +183,31 @@ impl LockGuard {
     }
 }
 
+/// Sends a compare-and-extend or compare-and-delete, and once more if the connection broke under
+/// the first one (after a Redis restart the old connection fails once, the new one works). Both
+/// are idempotent, so a first attempt that did reach Redis is harmless.
+async fn once_more<F: std::future::Future<Output = Result<bool, LockError>>>(
+    send: impl Fn() -> F,
+) -> Result<bool, LockError> {
+    match send().await {
+        Err(e) if e.is_connection_dropped() => {
+            tracing::debug!(error = %e, "connection dropped; sending again");
+            send().await
+        }
+        other => other,
+    }
+}
+
+/// A compare-and-extend or compare-and-delete that found the key holding another Redis type
+/// (someone deleted the lock and stored, say, a list there) is a definite answer: the token is
+/// not there, the lock is not ours. Any other error stays an error.
+fn not_ours(error: LockError) -> Result<bool, LockError> {
+    match &error {
+        LockError::Redis { source, .. } if source.code() == Some("WRONGTYPE") => Ok(false),
+        _ => Err(error),
+    }
+}
+
 fn lease_end(sent: Instant, ttl: Duration) -> Instant {
     sent + ttl.saturating_sub(drift(ttl))
 }
@@ -195,7 +218,10 @@ async fn release(
     redis_key: &str,
     token: &str,
 ) -> Result<(), LockError> {
-    if manager.backend.release(key, redis_key, token).await? {
+    let released = once_more(|| manager.backend.release(key, redis_key, token))
+        .await
+        .or_else(not_ours)?;
+    if released {
         tracing::debug!("released");
         Ok(())
     } else {

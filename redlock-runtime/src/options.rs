@@ -8,6 +8,9 @@ use crate::error::LockError;
 /// lock should outlive its holder by years anyway.
 pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The longest wait accepted: deadlines are computed as `now + wait`, which must not overflow.
+const MAX_WAIT: Duration = MAX_TTL;
+
 /// How one lock is taken and held.
 ///
 /// ```
@@ -49,7 +52,8 @@ impl LockOptions {
         self
     }
 
-    /// How long to wait for a busy lock; zero means one attempt.
+    /// How long to wait for a busy lock; zero means one attempt. At most a year (as
+    /// [`MAX_TTL`]): a longer wait is a configuration error rather than an overflow.
     pub const fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
         self
@@ -80,7 +84,9 @@ impl LockOptions {
         self.ttl.as_millis() as u64
     }
 
-    /// Rejects leases Redis cannot hold: under 1 ms, not whole milliseconds, or above [`MAX_TTL`].
+    /// Rejects leases Redis cannot hold (under 1 ms, not whole milliseconds, or above
+    /// [`MAX_TTL`]) and waits too long to compute a deadline for (above a year, as
+    /// `Duration::MAX`).
     pub fn validate(&self) -> Result<(), LockError> {
         if self.ttl < Duration::from_millis(1) {
             return Err(LockError::Config(format!(
@@ -99,6 +105,13 @@ impl LockOptions {
                 "ttl must be at most {} days, got {:?}",
                 MAX_TTL.as_secs() / 86_400,
                 self.ttl
+            )));
+        }
+        if self.wait > MAX_WAIT {
+            return Err(LockError::Config(format!(
+                "wait must be at most {} days, got {:?}",
+                MAX_WAIT.as_secs() / 86_400,
+                self.wait
             )));
         }
         Ok(())
@@ -122,5 +135,16 @@ mod tests {
             .validate()
             .is_ok());
         assert!(LockOptions::new(MAX_TTL).validate().is_ok());
+    }
+
+    #[test]
+    fn waits_too_long_for_a_deadline_are_rejected() {
+        let options = LockOptions::new(Duration::from_secs(1));
+        let err = options.clone().wait(Duration::MAX).validate().unwrap_err();
+        assert!(
+            err.to_string().contains("wait must be at most 365 days"),
+            "{err}"
+        );
+        assert!(options.wait(MAX_WAIT).validate().is_ok());
     }
 }

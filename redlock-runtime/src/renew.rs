@@ -5,8 +5,13 @@
 //! A renewal that finds the token gone, or that cannot be confirmed before the local estimate of
 //! the lease (minus clock drift) runs out, declares the lock lost: the body future is dropped at
 //! its next await point and the call returns [`LockError::Lost`].
+//!
+//! The body is never polled again once a lease has run out on the local clock: after a pause
+//! of the whole process (a stopped VM, a long GC-like stall of the runtime) the renewal loop and
+//! the body wake together, and the body must not take one more step without a valid lease.
 
 use std::future::Future;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::error::LockError;
@@ -24,12 +29,25 @@ pub async fn hold<F: Future>(
     if !renew || guards.is_empty() {
         return Ok(body.await);
     }
-    let body = std::pin::pin!(body);
-    tokio::select! {
-        biased;
-        output = body => Ok(output),
-        lost = keep_alive(guards) => Err(lost),
-    }
+    let mut body = std::pin::pin!(body);
+    let mut renewal = std::pin::pin!(keep_alive(guards));
+    std::future::poll_fn(|cx| {
+        // Renewal first, so a confirmation that has arrived counts before the lease check.
+        if let Poll::Ready(lost) = renewal.as_mut().poll(cx) {
+            return Poll::Ready(Err(lost));
+        }
+        let now = Instant::now();
+        if let Some(guard) = guards.iter().find(|guard| guard.lease_end() <= now) {
+            tracing::warn!(
+                key = guard.key(),
+                "lease ran out before the body could run again"
+            );
+            guard.mark_lost();
+            return Poll::Ready(Err(guard.lost()));
+        }
+        body.as_mut().poll(cx).map(Ok)
+    })
+    .await
 }
 
 /// Renews every guard when due; returns only when one of them is lost.
