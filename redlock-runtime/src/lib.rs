@@ -11,6 +11,11 @@
 //!   future is stopped with [`LockError::Lost`] if the lock is lost.
 //! - [`LockError`]: every failure, typed.
 //!
+//! Deployments: one server ([`LockManager::new`]), Redlock over independent masters
+//! ([`LockManager::redlock`], see [`quorum`]), Redis Cluster (`LockManager::cluster`, feature
+//! `cluster`) and Sentinel (`LockManager::sentinel`, feature `sentinel`); `rediss://` with the
+//! `tls` feature. The attribute and the guards work the same over each.
+//!
 //! How it works: acquire is one Lua script (`SET NX PX` plus the fencing counter, or the
 //! holder's remaining lease when busy); release is compare-and-delete that publishes a release
 //! notice; extend is compare-and-pexpire. Waiters wake on the notice (see [`wait`](crate#waiting))
@@ -44,14 +49,19 @@
 #[doc(hidden)]
 pub mod __private;
 mod backend;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod error;
 pub mod fence;
 mod guard;
 mod manager;
 mod node;
 mod options;
+pub mod quorum;
 pub mod renew;
 mod scripts;
+#[cfg(feature = "sentinel")]
+pub mod sentinel;
 mod set;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -11,6 +11,7 @@ use crate::fence;
 use crate::guard::LockGuard;
 use crate::node::Node;
 use crate::options::LockOptions;
+use crate::quorum::Quorum;
 use crate::scripts::Attempt;
 use crate::wait::{Backoff, Subscription};
 
@@ -83,9 +84,26 @@ impl std::fmt::Debug for LockManager {
 #[derive(Debug, Clone)]
 #[must_use = "call `.build()` to get a manager"]
 pub struct LockManagerBuilder {
-    url: String,
+    target: Target,
     config: Config,
     notifications: bool,
+    node_timeout: Option<Duration>,
+    #[cfg(feature = "tls")]
+    tls: Option<redis::TlsCertificates>,
+}
+
+/// What a manager locks on.
+#[derive(Debug, Clone)]
+enum Target {
+    Single(String),
+    Redlock(Vec<String>),
+    #[cfg(feature = "cluster")]
+    Cluster(Vec<String>),
+    #[cfg(feature = "sentinel")]
+    Sentinel {
+        sentinels: Vec<String>,
+        service: String,
+    },
 }
 
 impl LockManagerBuilder {
@@ -136,10 +154,54 @@ impl LockManagerBuilder {
         self
     }
 
+    /// Redlock only: upper bound on one master's answer during acquire and extend (default: a
+    /// tenth of the lock's ttl, at least 10 ms, at most the operation timeout). A master that
+    /// is down or paused costs at most this much per attempt.
+    pub fn node_timeout(mut self, limit: Duration) -> Self {
+        self.node_timeout = Some(limit);
+        self
+    }
+
+    /// Trust this CA certificate (PEM) for `rediss://` servers, instead of the system's roots
+    /// (feature `tls`).
+    ///
+    /// TLS is rustls with the `ring` provider, installed as the process default when a
+    /// `rediss://` manager is built and the application has installed none.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        let mut tls = self.tls.take().unwrap_or(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: None,
+        });
+        tls.root_cert = Some(pem.into());
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Present this client certificate and key (PEM) to `rediss://` servers that require
+    /// mutual TLS (`tls-auth-clients yes`) (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls_client_certificate(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        let mut tls = self.tls.take().unwrap_or(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: None,
+        });
+        tls.client_tls = Some(redis::ClientTlsConfig {
+            client_cert: cert_pem.into(),
+            client_key: key_pem.into(),
+        });
+        self.tls = Some(tls);
+        self
+    }
+
     /// Checks the settings and builds the manager. Connections are opened on first use; call
-    /// [`LockManager::ping`] to check the server early.
+    /// [`LockManager::ping`] to check the servers early.
     pub fn build(self) -> Result<LockManager, LockError> {
-        let config = self.config;
+        let config = self.config.clone();
         config.defaults.validate()?;
         if config.op_timeout.is_zero() {
             return Err(LockError::Config(
@@ -149,16 +211,147 @@ impl LockManagerBuilder {
         if config.backoff_min.is_zero() || config.backoff_min > config.backoff_max {
             return Err(LockError::Config("backoff needs 0 < min <= max".into()));
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
-            LockError::Config(format!("invalid redis URL `{}`: {e}", redact(&self.url)))
-        })?;
-        let node = Node::new(client, config.op_timeout, self.notifications);
+        if self.node_timeout.is_some_and(|limit| limit.is_zero()) {
+            return Err(LockError::Config("node timeout must be above zero".into()));
+        }
+        #[cfg(feature = "tls")]
+        if self
+            .target
+            .urls()
+            .iter()
+            .any(|url| url.starts_with("rediss://"))
+        {
+            install_crypto_provider();
+        }
+        let backend = match &self.target {
+            Target::Single(url) => Backend::Single(Node::new(
+                self.client(url)?,
+                config.op_timeout,
+                self.notifications,
+            )),
+            Target::Redlock(urls) => {
+                check_urls("redlock", urls)?;
+                if urls.len() % 2 == 0 {
+                    tracing::warn!(
+                        masters = urls.len(),
+                        "redlock over an even number of masters tolerates no more failures \
+                         than one master fewer"
+                    );
+                }
+                let nodes = urls
+                    .iter()
+                    .map(|url| {
+                        Ok(Node::new(
+                            self.client(url)?,
+                            config.op_timeout,
+                            self.notifications,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, LockError>>()?;
+                Backend::Quorum(Quorum::new(nodes, config.op_timeout, self.node_timeout))
+            }
+            #[cfg(feature = "cluster")]
+            Target::Cluster(urls) => {
+                check_urls("cluster", urls)?;
+                if config.fence_key.contains('{') || config.fence_key.contains('}') {
+                    return Err(LockError::Config(format!(
+                        "fence key `{}` must not contain braces on a cluster: the manager adds \
+                         a hash tag per slot",
+                        config.fence_key
+                    )));
+                }
+                let settings = crate::cluster::ClusterSettings::new(
+                    urls.clone(),
+                    config.op_timeout,
+                    #[cfg(feature = "tls")]
+                    self.tls.clone(),
+                );
+                let cluster = crate::cluster::ClusterNode::new(settings, self.notifications)
+                    .map_err(|e| {
+                        let urls: Vec<String> = urls.iter().map(|u| redact(u)).collect();
+                        LockError::Config(format!("invalid cluster URLs {urls:?}: {e}"))
+                    })?;
+                Backend::Cluster(cluster)
+            }
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel { sentinels, service } => {
+                check_urls("sentinel", sentinels)?;
+                if service.is_empty() {
+                    return Err(LockError::Config(
+                        "sentinel needs the name of the monitored master".into(),
+                    ));
+                }
+                let node = crate::sentinel::SentinelNode::new(
+                    sentinels,
+                    service,
+                    config.op_timeout,
+                    self.notifications,
+                )
+                .map_err(|e| {
+                    let urls: Vec<String> = sentinels.iter().map(|u| redact(u)).collect();
+                    LockError::Config(format!("invalid sentinel URLs {urls:?}: {e}"))
+                })?;
+                Backend::Sentinel(node)
+            }
+        };
         Ok(LockManager {
-            inner: Arc::new(Inner {
-                config,
-                backend: Backend::Single(node),
-            }),
+            inner: Arc::new(Inner { config, backend }),
         })
+    }
+
+    /// A client for one server URL, with the TLS settings.
+    fn client(&self, url: &str) -> Result<redis::Client, LockError> {
+        let invalid = |e: redis::RedisError| {
+            LockError::Config(format!("invalid redis URL `{}`: {e}", redact(url)))
+        };
+        #[cfg(feature = "tls")]
+        if let Some(certs) = &self.tls {
+            if url.starts_with("rediss://") {
+                return redis::Client::build_with_tls(url, certs.clone()).map_err(invalid);
+            }
+        }
+        redis::Client::open(url).map_err(invalid)
+    }
+}
+
+impl Target {
+    /// Every URL the manager connects to (for a Sentinel manager: the sentinels').
+    #[cfg(feature = "tls")]
+    fn urls(&self) -> &[String] {
+        match self {
+            Self::Single(url) => std::slice::from_ref(url),
+            Self::Redlock(urls) => urls,
+            #[cfg(feature = "cluster")]
+            Self::Cluster(urls) => urls,
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel { sentinels, .. } => sentinels,
+        }
+    }
+}
+
+/// Several URLs of one deployment: at least one, no duplicates.
+fn check_urls(kind: &str, urls: &[String]) -> Result<(), LockError> {
+    if urls.is_empty() {
+        return Err(LockError::Config(format!("{kind} needs at least one URL")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = urls.iter().find(|url| !seen.insert(url.as_str())) {
+        return Err(LockError::Config(format!(
+            "{kind} URL `{}` is given twice",
+            redact(dup)
+        )));
+    }
+    Ok(())
+}
+
+/// `rediss://` uses rustls with the `ring` provider: when the application has not installed a
+/// process-default provider, install `ring`'s (with several providers compiled in, rustls would
+/// otherwise refuse to pick one). An application that wants another provider installs it before
+/// building a `rediss://` manager.
+#[cfg(feature = "tls")]
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
@@ -176,15 +369,100 @@ fn redact(url: &str) -> String {
 
 impl LockManager {
     /// A manager for the Redis at `url` (`redis://[user:password@]host:port[/db]`,
-    /// `redis+unix:///path/to/socket`), with default settings.
+    /// `rediss://...` with the `tls` feature, `redis+unix:///path/to/socket`), with default
+    /// settings.
     pub fn new(url: &str) -> Result<Self, LockError> {
         Self::builder(url).build()
     }
 
     /// Starts building a manager for the Redis at `url`.
     pub fn builder(url: impl Into<String>) -> LockManagerBuilder {
+        Self::builder_for(Target::Single(url.into()))
+    }
+
+    /// A Redlock manager over independent masters (no replication between them; typically 3
+    /// or 5), with default settings. A lock is held when a majority (N/2+1) of them granted it
+    /// in time; see the [`quorum`](crate::quorum) module for the algorithm and its caveats.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), redlock_runtime::LockError> {
+    /// let locks = redlock_runtime::LockManager::redlock([
+    ///     "redis://10.0.0.1:6379",
+    ///     "redis://10.0.0.2:6379",
+    ///     "redis://10.0.0.3:6379",
+    /// ])?;
+    /// # let _ = locks; Ok(()) }
+    /// ```
+    pub fn redlock<I, S>(urls: I) -> Result<Self, LockError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::builder_redlock(urls).build()
+    }
+
+    /// Starts building a Redlock manager over independent masters.
+    pub fn builder_redlock<I, S>(urls: I) -> LockManagerBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::builder_for(Target::Redlock(urls.into_iter().map(Into::into).collect()))
+    }
+
+    /// A manager over a Redis Cluster, given one or more of its nodes as seeds (feature
+    /// `cluster`). Each lock lives on the master of its key's slot; see the
+    /// [`cluster`](crate::cluster) module.
+    #[cfg(feature = "cluster")]
+    pub fn cluster<I, S>(urls: I) -> Result<Self, LockError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::builder_cluster(urls).build()
+    }
+
+    /// Starts building a manager over a Redis Cluster (feature `cluster`).
+    #[cfg(feature = "cluster")]
+    pub fn builder_cluster<I, S>(urls: I) -> LockManagerBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::builder_for(Target::Cluster(urls.into_iter().map(Into::into).collect()))
+    }
+
+    /// A manager on the master that the sentinels at `sentinel_urls` name for `service`
+    /// (feature `sentinel`). After a failover, new locks go to the new master; see the
+    /// [`sentinel`](crate::sentinel) module for the failover caveat.
+    #[cfg(feature = "sentinel")]
+    pub fn sentinel<I, S>(sentinel_urls: I, service: &str) -> Result<Self, LockError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::builder_sentinel(sentinel_urls, service).build()
+    }
+
+    /// Starts building a manager on a master named by Redis Sentinel (feature `sentinel`).
+    #[cfg(feature = "sentinel")]
+    pub fn builder_sentinel<I, S>(sentinel_urls: I, service: &str) -> LockManagerBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::builder_for(Target::Sentinel {
+            sentinels: sentinel_urls.into_iter().map(Into::into).collect(),
+            service: service.to_owned(),
+        })
+    }
+
+    fn builder_for(target: Target) -> LockManagerBuilder {
         LockManagerBuilder {
-            url: url.into(),
+            target,
+            node_timeout: None,
+            #[cfg(feature = "tls")]
+            tls: None,
             config: Config {
                 prefix: DEFAULT_PREFIX.to_owned(),
                 defaults: LockOptions::default(),
@@ -204,7 +482,8 @@ impl LockManager {
         Ok(manager)
     }
 
-    /// Checks that the server answers within the operation timeout.
+    /// Checks that the server answers within the operation timeout (for Redlock: a quorum of
+    /// masters; for a cluster: one node).
     pub async fn ping(&self) -> Result<(), LockError> {
         self.inner.backend.ping().await
     }
@@ -256,6 +535,7 @@ impl LockManager {
         let mut subscription: Option<Subscription> = None;
         let mut attempts = 0u32;
         let mut reply_lost = false;
+        let mut next_subscribe = start;
         loop {
             attempts += 1;
             if let Some(sub) = subscription.as_mut() {
@@ -274,7 +554,7 @@ impl LockManager {
                 )
                 .await;
             reply_lost = matches!(&outcome, Err(e) if e.is_transient());
-            let holder_left = match outcome {
+            let (holder_left, failure) = match outcome {
                 Ok(Attempt::Acquired(fence)) => {
                     let waited = start.elapsed();
                     tracing::debug!(
@@ -299,15 +579,16 @@ impl LockManager {
                         found,
                     });
                 }
-                Ok(Attempt::Busy(pttl)) => pttl.map(Duration::from_millis),
-                Err(e) if e.is_transient() && Instant::now() < deadline => {
-                    tracing::debug!(error = %e, "acquire attempt failed; retrying within the wait");
-                    None
-                }
+                Ok(Attempt::Busy(pttl)) => (pttl.map(Duration::from_millis), None),
+                Err(e) if retryable(&e) => (None, Some(e)),
                 Err(e) => return Err(e),
             };
             let now = Instant::now();
             if now >= deadline {
+                if let Some(e) = failure {
+                    // The wait is over and the last attempt failed: that failure, not "busy".
+                    return Err(e);
+                }
                 let waited = start.elapsed();
                 tracing::debug!(attempts, waited_ms = waited.as_millis() as u64, "busy");
                 return Err(LockError::Timeout {
@@ -315,20 +596,44 @@ impl LockManager {
                     waited,
                 });
             }
-            if subscription.is_none() {
-                if let Some(notices) = inner.backend.notices() {
-                    match notices.subscribe(&redis_key).await {
-                        Ok(sub) => {
-                            subscription = Some(sub);
-                            // A release between the failed attempt and the subscription would
-                            // not be heard: look again now that notices arrive.
-                            continue;
-                        }
-                        Err(e) => tracing::debug!(error = %e, "no release notices; polling"),
+            let failed = failure.is_some();
+            if let Some(e) = failure {
+                tracing::debug!(error = %e, "acquire attempt failed; retrying within the wait");
+            }
+            // Notices are worth a round trip once a holder is seen, not while the servers do
+            // not answer (the subscription would most likely fail the same way).
+            if subscription.is_none() && !failed && now >= next_subscribe {
+                // Bounded by the wait: a server that stops answering must not stretch it.
+                let left = deadline.saturating_duration_since(now);
+                let subscribed = tokio::time::timeout(left, inner.backend.subscribe(&redis_key))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Some(Err(redis::RedisError::from(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "subscribing outlasted the wait",
+                        ))))
+                    });
+                match subscribed {
+                    Some(Ok(sub)) => {
+                        subscription = Some(sub);
+                        // A release between the failed attempt and the subscription would
+                        // not be heard: look again now that notices arrive.
+                        continue;
                     }
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "no release notices; polling");
+                        next_subscribe = Instant::now() + RESUBSCRIBE_AFTER;
+                    }
+                    None => next_subscribe = deadline,
+                }
+                if Instant::now() >= deadline {
+                    continue; // the next attempt is the last one
                 }
             }
-            let mut delay = backoff.next_delay().min(deadline - now);
+            let now = Instant::now();
+            let mut delay = backoff
+                .next_delay()
+                .min(deadline.saturating_duration_since(now));
             if let Some(left) = holder_left {
                 delay = delay.min(left + Duration::from_millis(1));
             }
@@ -390,6 +695,33 @@ impl LockManager {
         let outcome = crate::renew::hold(&[&guard], options.renews(), body(guard.clone())).await;
         crate::guard::release_after(&[&guard]).await;
         outcome
+    }
+}
+
+/// How long a waiter whose subscription failed polls before it tries to subscribe again.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether a failed attempt may succeed later, within the wait: connection trouble, a quorum not
+/// reached, or a cluster or replica in transition (`TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`,
+/// `LOADING`, `READONLY`).
+fn retryable(error: &LockError) -> bool {
+    use redis::ServerErrorKind as Kind;
+    match error {
+        LockError::QuorumNotReached { .. } => true,
+        LockError::Redis { source, .. } => {
+            error.is_transient()
+                || matches!(
+                    source.kind(),
+                    redis::ErrorKind::Server(
+                        Kind::TryAgain
+                            | Kind::ClusterDown
+                            | Kind::MasterDown
+                            | Kind::BusyLoading
+                            | Kind::ReadOnly
+                    )
+                )
+        }
+        _ => false,
     }
 }
 

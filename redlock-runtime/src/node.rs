@@ -1,12 +1,17 @@
-//! One Redis server: its connection and the three lock operations on it.
+//! One Redis server: its connection and the lock operations on it.
+//!
+//! The operations themselves ([`attempt_on`], [`release_on`], [`extend_on`]) are written once
+//! for any async connection, so a Redis Cluster connection runs the very same fast path and
+//! scripts as a single server.
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
 
 use crate::error::LockError;
 use crate::scripts::{self, Attempt};
-use crate::wait::Notices;
+use crate::wait::{Notices, Subscription};
 
 /// A Redis server that holds locks.
 ///
@@ -36,9 +41,12 @@ impl Node {
         self.client.get_connection_info().addr().to_string()
     }
 
-    /// Release notices of this node, if enabled.
-    pub(crate) fn notices(&self) -> Option<&Notices> {
-        self.notices.as_ref()
+    /// Subscribes to the release notices of `channel`; `None` when notices are disabled.
+    pub(crate) async fn subscribe(
+        &self,
+        channel: &str,
+    ) -> Option<redis::RedisResult<Subscription>> {
+        Some(self.notices.as_ref()?.subscribe(channel).await)
     }
 
     /// The command connection, created on first use.
@@ -61,17 +69,12 @@ impl Node {
 
     /// Sends `PING`.
     pub(crate) async fn ping(&self) -> Result<(), LockError> {
-        let _: String = self.query("", &redis::cmd("PING")).await?;
+        let mut conn = self.connection("").await?;
+        let _: String = query_on(&mut conn, self.op_timeout, "", &redis::cmd("PING")).await?;
         Ok(())
     }
 
-    /// One acquisition attempt.
-    ///
-    /// The fast path is a `MULTI` / `SET NX PX` / `INCR fence` / `PTTL` / `EXEC` transaction:
-    /// atomic like a script, but cheaper for Redis to run. When it finds the key without an
-    /// expiry (possibly not a lock at all), or when the previous attempt's reply was lost (so the
-    /// lock may already be ours), the acquire script decides: it checks the key's type and
-    /// recognises our own token.
+    /// One acquisition attempt (see [`attempt_on`]).
     pub(crate) async fn attempt(
         &self,
         key: &str,
@@ -81,39 +84,28 @@ impl Node {
         ttl_ms: u64,
         careful: bool,
     ) -> Result<Attempt, LockError> {
-        if !careful {
-            let mut tx = redis::pipe();
-            tx.atomic()
-                .cmd("SET")
-                .arg(redis_key)
-                .arg(token)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl_ms)
-                .cmd("INCR")
-                .arg(fence_key)
-                .cmd("PTTL")
-                .arg(redis_key);
-            let (set, fence, pttl): (redis::Value, u64, i64) = self.query(key, &tx).await?;
-            if set != redis::Value::Nil {
-                return Ok(Attempt::Acquired(fence));
-            }
-            if let Ok(left) = u64::try_from(pttl) {
-                return Ok(Attempt::Busy(Some(left)));
-            }
-        }
-        self.eval(
-            key,
-            scripts::ACQUIRE
-                .key(redis_key)
-                .key(fence_key)
-                .arg(token)
-                .arg(ttl_ms),
+        let mut conn = self.connection(key).await?;
+        let limit = self.op_timeout;
+        attempt_on(
+            &mut conn, limit, key, redis_key, fence_key, token, ttl_ms, careful,
         )
         .await
     }
 
-    /// Compare-and-delete (publishing a release notice); `false` when the token no longer holds
+    /// Compare-and-delete with `script` (which may publish a release notice); `false` when the
+    /// token no longer holds the lock here.
+    pub(crate) async fn release_with(
+        &self,
+        script: &Script,
+        key: &str,
+        redis_key: &str,
+        token: &str,
+    ) -> Result<bool, LockError> {
+        let mut conn = self.connection(key).await?;
+        release_on(&mut conn, self.op_timeout, script, key, redis_key, token).await
+    }
+
+    /// Compare-and-delete publishing a release notice; `false` when the token no longer holds
     /// the lock.
     pub(crate) async fn release(
         &self,
@@ -121,10 +113,8 @@ impl Node {
         redis_key: &str,
         token: &str,
     ) -> Result<bool, LockError> {
-        let released: i64 = self
-            .eval(key, scripts::RELEASE.key(redis_key).arg(token))
-            .await?;
-        Ok(released == 1)
+        self.release_with(&scripts::RELEASE, key, redis_key, token)
+            .await
     }
 
     /// Compare-and-pexpire; `false` when the token no longer holds the lock.
@@ -135,65 +125,148 @@ impl Node {
         token: &str,
         ttl_ms: u64,
     ) -> Result<bool, LockError> {
-        let renewed: i64 = self
-            .eval(key, scripts::EXTEND.key(redis_key).arg(token).arg(ttl_ms))
-            .await?;
-        Ok(renewed == 1)
+        let mut conn = self.connection(key).await?;
+        extend_on(&mut conn, self.op_timeout, key, redis_key, token, ttl_ms).await
     }
 
-    /// Runs one command or transaction within the operation timeout.
-    async fn query<T: redis::FromRedisValue>(
+    /// Raises the fencing counter at `fence_key` to at least `token` (Redlock fencing).
+    pub(crate) async fn raise_fence(
         &self,
         key: &str,
-        request: &(impl Request + ?Sized),
-    ) -> Result<T, LockError> {
+        fence_key: &str,
+        token: u64,
+    ) -> Result<u64, LockError> {
         let mut conn = self.connection(key).await?;
-        let limit = self.op_timeout;
-        match tokio::time::timeout(limit, request.send(&mut conn)).await {
-            Ok(Ok(value)) => redis::from_redis_value(value)
-                .map_err(|e| LockError::redis(key, redis::RedisError::from(e))),
-            Ok(Err(e)) => Err(LockError::redis(key, e)),
-            Err(_) => Err(LockError::no_answer(key, limit)),
+        let mut invocation = scripts::RAISE_FENCE.key(fence_key);
+        invocation.arg(token);
+        eval_on(&mut conn, self.op_timeout, key, &invocation).await
+    }
+}
+
+/// One acquisition attempt on `conn`.
+///
+/// The fast path is a `MULTI` / `SET NX PX` / `INCR fence` / `PTTL` / `EXEC` transaction:
+/// atomic like a script, but cheaper for Redis to run. When it finds the key without an
+/// expiry (possibly not a lock at all), or when the previous attempt's reply was lost (so the
+/// lock may already be ours), the acquire script decides: it checks the key's type and
+/// recognises our own token.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
+    conn: &mut C,
+    limit: Duration,
+    key: &str,
+    redis_key: &str,
+    fence_key: &str,
+    token: &str,
+    ttl_ms: u64,
+    careful: bool,
+) -> Result<Attempt, LockError> {
+    if !careful {
+        let mut tx = redis::pipe();
+        tx.atomic()
+            .cmd("SET")
+            .arg(redis_key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .cmd("INCR")
+            .arg(fence_key)
+            .cmd("PTTL")
+            .arg(redis_key);
+        let (set, fence, pttl): (redis::Value, u64, i64) = query_on(conn, limit, key, &tx).await?;
+        if set != redis::Value::Nil {
+            return Ok(Attempt::Acquired(fence));
+        }
+        if let Ok(left) = u64::try_from(pttl) {
+            return Ok(Attempt::Busy(Some(left)));
         }
     }
+    let mut invocation = scripts::ACQUIRE.key(redis_key);
+    invocation.key(fence_key).arg(token).arg(ttl_ms);
+    eval_on(conn, limit, key, &invocation).await
+}
 
-    /// Runs one script within the operation timeout.
-    async fn eval<T: redis::FromRedisValue>(
-        &self,
-        key: &str,
-        invocation: &mut redis::ScriptInvocation<'_>,
-    ) -> Result<T, LockError> {
-        let mut conn = self.connection(key).await?;
-        let limit = self.op_timeout;
-        match tokio::time::timeout(limit, invocation.invoke_async(&mut conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(LockError::redis(key, e)),
-            Err(_) => Err(LockError::no_answer(key, limit)),
-        }
+/// Compare-and-delete on `conn` with `script`; `false` when the token no longer holds the lock.
+pub(crate) async fn release_on<C: ConnectionLike + Send>(
+    conn: &mut C,
+    limit: Duration,
+    script: &Script,
+    key: &str,
+    redis_key: &str,
+    token: &str,
+) -> Result<bool, LockError> {
+    let mut invocation = script.key(redis_key);
+    invocation.arg(token);
+    let released: i64 = eval_on(conn, limit, key, &invocation).await?;
+    Ok(released == 1)
+}
+
+/// Compare-and-pexpire on `conn`; `false` when the token no longer holds the lock.
+pub(crate) async fn extend_on<C: ConnectionLike + Send>(
+    conn: &mut C,
+    limit: Duration,
+    key: &str,
+    redis_key: &str,
+    token: &str,
+    ttl_ms: u64,
+) -> Result<bool, LockError> {
+    let mut invocation = scripts::EXTEND.key(redis_key);
+    invocation.arg(token).arg(ttl_ms);
+    let renewed: i64 = eval_on(conn, limit, key, &invocation).await?;
+    Ok(renewed == 1)
+}
+
+/// Runs one command or transaction within `limit`.
+pub(crate) async fn query_on<C: ConnectionLike + Send, T: redis::FromRedisValue>(
+    conn: &mut C,
+    limit: Duration,
+    key: &str,
+    request: &(impl Request + ?Sized),
+) -> Result<T, LockError> {
+    match tokio::time::timeout(limit, request.send(conn)).await {
+        Ok(Ok(value)) => redis::from_redis_value(value)
+            .map_err(|e| LockError::redis(key, redis::RedisError::from(e))),
+        Ok(Err(e)) => Err(LockError::redis(key, e)),
+        Err(_) => Err(LockError::no_answer(key, limit)),
+    }
+}
+
+/// Runs one script within `limit` (`EVALSHA`, loading it after `NOSCRIPT`).
+pub(crate) async fn eval_on<C: ConnectionLike + Send, T: redis::FromRedisValue>(
+    conn: &mut C,
+    limit: Duration,
+    key: &str,
+    invocation: &redis::ScriptInvocation<'_>,
+) -> Result<T, LockError> {
+    match tokio::time::timeout(limit, invocation.invoke_async(conn)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(LockError::redis(key, e)),
+        Err(_) => Err(LockError::no_answer(key, limit)),
     }
 }
 
 /// A command or a pipeline, sent as one request.
-trait Request {
-    fn send<'a>(
+pub(crate) trait Request: Sync {
+    fn send<'a, C: ConnectionLike + Send>(
         &'a self,
-        conn: &'a mut ConnectionManager,
+        conn: &'a mut C,
     ) -> impl std::future::Future<Output = redis::RedisResult<redis::Value>> + Send + 'a;
 }
 
 impl Request for redis::Cmd {
-    fn send<'a>(
+    fn send<'a, C: ConnectionLike + Send>(
         &'a self,
-        conn: &'a mut ConnectionManager,
+        conn: &'a mut C,
     ) -> impl std::future::Future<Output = redis::RedisResult<redis::Value>> + Send + 'a {
         self.query_async(conn)
     }
 }
 
 impl Request for redis::Pipeline {
-    fn send<'a>(
+    fn send<'a, C: ConnectionLike + Send>(
         &'a self,
-        conn: &'a mut ConnectionManager,
+        conn: &'a mut C,
     ) -> impl std::future::Future<Output = redis::RedisResult<redis::Value>> + Send + 'a {
         self.query_async(conn)
     }

@@ -15,6 +15,23 @@ pub(crate) static ACQUIRE: LazyLock<Script> =
 pub(crate) static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
 
+/// Redlock release on one master: compare-and-delete, release notice in any case.
+pub(crate) static RELEASE_QUORUM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/release_quorum.lua")));
+
+/// Undo of a failed Redlock attempt on one master: compare-and-delete without a notice.
+pub(crate) static ROLLBACK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/rollback.lua")));
+
+/// Redlock fencing: raise a master's counter to the token handed out.
+pub(crate) static RAISE_FENCE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/raise_fence.lua")));
+
+/// Redis Cluster release: compare-and-delete with a notice on the key's shard channel.
+#[cfg(feature = "cluster")]
+pub(crate) static RELEASE_SHARDED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/release_sharded.lua")));
+
 /// Compare-and-pexpire.
 pub(crate) static EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));

@@ -7,6 +7,12 @@
 //! thundering herd; a waiter that gives up after being woken passes the wake-up on. A lost
 //! notice only costs latency: waiters also poll with exponential backoff and full jitter, never
 //! sleeping past the holder's remaining lease. A dropped pub/sub connection wakes every waiter.
+//!
+//! Per deployment: one server (or the master named by Sentinel) uses `SUBSCRIBE`; a Redis
+//! Cluster uses sharded pub/sub (`SSUBSCRIBE` through one RESP3 cluster connection, which sends
+//! each subscription to the master of the channel's slot); a Redlock manager listens on one of
+//! its masters, every master publishing each release. A waiter whose subscription fails polls,
+//! and tries to subscribe again after a second.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -47,16 +53,61 @@ struct Entry {
 
 /// The release-notice side of a manager.
 pub(crate) struct Notices {
-    client: redis::Client,
+    source: Source,
     op_timeout: Duration,
     table: Table,
-    conn: OnceCell<ConnectionManager>,
+    conn: OnceCell<PubSub>,
     /// Orders SUBSCRIBE and UNSUBSCRIBE, so a late unsubscribe never cancels a new subscription.
     order: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Where release notices come from.
+// One per manager: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Source {
+    /// One server: `SUBSCRIBE` / `PUBLISH`.
+    Single(redis::Client),
+    /// A Redis Cluster: sharded pub/sub (`SSUBSCRIBE` / `SPUBLISH`), each key's channel on the
+    /// master of its slot.
+    #[cfg(feature = "cluster")]
+    Cluster(Arc<crate::cluster::ClusterSettings>),
+}
+
+/// The pub/sub connection: RESP3, pushes delivered to [`dispatch`].
+#[derive(Clone)]
+enum PubSub {
+    Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl PubSub {
+    async fn subscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(conn) => conn.subscribe(channel).await,
+            #[cfg(feature = "cluster")]
+            Self::Cluster(conn) => conn.ssubscribe(channel).await,
+        }
+    }
+
+    async fn unsubscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(conn) => conn.unsubscribe(channel).await,
+            #[cfg(feature = "cluster")]
+            Self::Cluster(conn) => conn.sunsubscribe(channel).await,
+        }
+    }
+}
+
 fn lock(table: &Table) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
     table.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn timed_out(what: &str) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} timed out"),
+    ))
 }
 
 impl Notices {
@@ -68,8 +119,19 @@ impl Notices {
             .set_protocol(redis::ProtocolVersion::RESP3);
         let info = info.set_redis_settings(settings);
         let client = redis::Client::open(info).unwrap_or_else(|_| client.clone());
+        Self::with_source(Source::Single(client), op_timeout)
+    }
+
+    /// Release notices of a Redis Cluster, over sharded pub/sub.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn cluster(settings: Arc<crate::cluster::ClusterSettings>) -> Self {
+        let op_timeout = settings.op_timeout;
+        Self::with_source(Source::Cluster(settings), op_timeout)
+    }
+
+    fn with_source(source: Source, op_timeout: Duration) -> Self {
         Self {
-            client,
+            source,
             op_timeout,
             table: Arc::default(),
             conn: OnceCell::new(),
@@ -77,7 +139,7 @@ impl Notices {
         }
     }
 
-    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+    async fn connection(&self) -> redis::RedisResult<PubSub> {
         self.conn
             .get_or_try_init(|| async {
                 let table = self.table.clone();
@@ -85,15 +147,30 @@ impl Notices {
                     dispatch(&table, info);
                     Ok(())
                 };
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.op_timeout))
-                    .set_response_timeout(Some(self.op_timeout))
-                    .set_number_of_retries(1)
-                    .set_min_delay(Duration::from_millis(20))
-                    .set_max_delay(Duration::from_millis(500))
-                    .set_push_sender(on_push)
-                    .set_automatic_resubscription();
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                match &self.source {
+                    Source::Single(client) => {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(self.op_timeout))
+                            .set_response_timeout(Some(self.op_timeout))
+                            .set_number_of_retries(1)
+                            .set_min_delay(Duration::from_millis(20))
+                            .set_max_delay(Duration::from_millis(500))
+                            .set_push_sender(on_push)
+                            .set_automatic_resubscription();
+                        ConnectionManager::new_lazy_with_config(client.clone(), config)
+                            .map(PubSub::Single)
+                    }
+                    #[cfg(feature = "cluster")]
+                    Source::Cluster(settings) => {
+                        let client = settings.client(Some(on_push))?;
+                        match tokio::time::timeout(self.op_timeout, client.get_async_connection())
+                            .await
+                        {
+                            Ok(conn) => conn.map(PubSub::Cluster),
+                            Err(_) => Err(timed_out("connecting to the cluster")),
+                        }
+                    }
+                }
             })
             .await
             .cloned()
@@ -127,10 +204,7 @@ impl Notices {
                 let mut conn = conn.clone();
                 match tokio::time::timeout(limit, conn.subscribe(channel)).await {
                     Ok(result) => result,
-                    Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "subscribe timed out",
-                    ))),
+                    Err(_) => Err(timed_out("subscribe")),
                 }
             })
             .await?;
@@ -151,6 +225,23 @@ fn dispatch(table: &Table, info: PushInfo) {
                 entry.notify_one();
             }
         }
+        // The end of a sharded subscription; unasked when its slot moved to another master.
+        // The key's next waiter subscribes again (now on the new master); the current ones look
+        // again at once and poll meanwhile.
+        PushKind::SUnsubscribe => {
+            let channel = match info.data.first() {
+                Some(Value::BulkString(bytes)) => std::str::from_utf8(bytes).ok(),
+                _ => None,
+            };
+            if let Some(entry) = channel.and_then(|c| {
+                lock(table).get_mut(c).map(|e| {
+                    e.subscribed = Arc::default();
+                    e.bell.clone()
+                })
+            }) {
+                entry.notify_waiters();
+            }
+        }
         PushKind::Disconnection => {
             // Notices may have been missed: let every waiter look again.
             for entry in lock(table).values() {
@@ -167,7 +258,7 @@ pub(crate) struct Subscription {
     channel: String,
     bell: Arc<Notify>,
     armed: Option<Pin<Box<OwnedNotified>>>,
-    unsubscribe: Option<(ConnectionManager, Arc<tokio::sync::Mutex<()>>)>,
+    unsubscribe: Option<(PubSub, Arc<tokio::sync::Mutex<()>>)>,
 }
 
 impl Subscription {

@@ -50,6 +50,15 @@ use std::time::{Duration, Instant};
 use redis::{ConnectionLike, ErrorKind, Value};
 use tempfile::TempDir;
 
+mod proxy;
+pub use proxy::{Proxy, ProxyMode};
+mod cluster;
+pub use cluster::RedisCluster;
+mod sentinel;
+pub use sentinel::RedisSentinel;
+mod tls;
+pub use tls::{TestCertificates, TlsRedisServer};
+
 /// Name of the environment variable that overrides the `redis-server` binary.
 const BIN_ENV: &str = "REDIS_SERVER_BIN";
 /// Name of the binary looked up on `PATH`.

@@ -1,0 +1,268 @@
+//! Locks on a local 3-master Redis Cluster started by each test: routing by slot, per-slot
+//! fencing counters, sharded release notices, multi-key locks across masters, a slot
+//! migration and a master restart while a waiter waits, and the attribute over it.
+#![cfg(feature = "cluster")]
+
+use std::time::{Duration, Instant};
+
+use redlock::testing::RedisCluster;
+use redlock::{distributed_lock, LockError, LockManager, LockOptions};
+
+/// Upper bound for any one step; never a performance claim.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn cluster() -> RedisCluster {
+    RedisCluster::spawn(3).expect("start a 3-master cluster")
+}
+
+fn manager(cluster: &RedisCluster) -> LockManager {
+    LockManager::cluster(cluster.urls()).expect("cluster manager")
+}
+
+fn options(ttl_ms: u64, wait_ms: u64) -> LockOptions {
+    LockOptions::new(Duration::from_millis(ttl_ms)).wait(Duration::from_millis(wait_ms))
+}
+
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .expect("did not finish in time")
+}
+
+/// Polls `condition` until it holds; panics after [`PATIENCE`].
+async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `n` lock keys (with the default prefix) served by `n` different masters.
+fn keys_on_distinct_masters(cluster: &RedisCluster, n: usize) -> Vec<String> {
+    let mut found: Vec<(usize, String)> = Vec::new();
+    for i in 0.. {
+        let key = format!("account:{i}");
+        let owner = cluster.owner_of(&format!("lock:{key}")).unwrap();
+        if found.iter().all(|(o, _)| *o != owner) {
+            found.push((owner, key));
+        }
+        if found.len() == n {
+            break;
+        }
+    }
+    found.into_iter().map(|(_, key)| key).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_live_on_the_slot_owner_with_a_per_slot_fence_and_sharded_notices() {
+    let cluster = cluster();
+    let locks = manager(&cluster);
+    locks.ping().await.expect("ping");
+    let key = "account:7";
+    let owner = cluster.owner_of("lock:account:7").unwrap();
+
+    let guard = within(locks.acquire_with(key, &options(10_000, 0)))
+        .await
+        .expect("acquire");
+    let value = cluster
+        .master(owner)
+        .command(&["GET", "lock:account:7"])
+        .unwrap();
+    assert_eq!(
+        value.len(),
+        32,
+        "the holder's token is on the slot owner: {value:?}"
+    );
+    // The fencing counter is in the same slot, on the same master.
+    let slot = cluster.slot_of("lock:account:7").unwrap();
+    let fences = cluster
+        .master(owner)
+        .command(&["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "10"])
+        .unwrap();
+    let fence_key = fences
+        .lines()
+        .find(|k| k.starts_with("redlock:fence:{"))
+        .unwrap_or_else(|| panic!("no fence counter in slot {slot}: {fences:?}"))
+        .to_owned();
+    let counter = cluster.master(owner).command(&["GET", &fence_key]).unwrap();
+    assert_eq!(counter, guard.fencing_token().to_string());
+
+    // A waiter subscribes to the key's shard channel on the slot owner, and gets the lock on
+    // release.
+    let waiter = {
+        let locks = locks.clone();
+        tokio::spawn(async move { locks.acquire_with(key, &options(10_000, 30_000)).await })
+    };
+    let master = cluster.master(owner);
+    until("a sharded subscription on the slot owner", || {
+        master
+            .command(&["PUBSUB", "SHARDNUMSUB", "lock:account:7"])
+            .unwrap()
+            .ends_with("\n1")
+    })
+    .await;
+    let first = guard.fencing_token();
+    guard.release().await.expect("release");
+    let second = within(waiter)
+        .await
+        .unwrap()
+        .expect("the waiter gets the lock");
+    assert!(second.fencing_token() > first);
+    second.release().await.unwrap();
+}
+
+#[distributed_lock(keys = ["<from>", "<to>"], ttl = "5s", wait = "30s", client = locks, guard = held)]
+async fn transfer(locks: &LockManager, from: &str, to: &str) -> Result<usize, LockError> {
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    Ok(held.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_key_locks_span_masters_without_deadlock() {
+    let cluster = cluster();
+    let locks = manager(&cluster);
+    let keys = keys_on_distinct_masters(&cluster, 3);
+
+    let guards = within(locks.acquire_many(&keys, &options(10_000, 0)))
+        .await
+        .expect("all three keys");
+    assert_eq!(guards.len(), 3);
+    for key in &keys {
+        let owner = cluster.owner_of(&format!("lock:{key}")).unwrap();
+        assert_ne!(
+            cluster
+                .master(owner)
+                .command(&["GET", &format!("lock:{key}")])
+                .unwrap(),
+            "(nil)"
+        );
+    }
+    let busy = within(locks.acquire_many(&[&keys[2], &keys[0]], &options(10_000, 0)))
+        .await
+        .unwrap_err();
+    assert!(busy.is_timeout(), "{busy:?}");
+    for guard in guards {
+        guard.release().await.unwrap();
+    }
+
+    // A→B and B→A (on different masters), several times each: canonical order, no deadlock.
+    let (a, b) = (keys[0].as_str(), keys[1].as_str());
+    let results = within(async {
+        tokio::join!(
+            transfer(&locks, a, b),
+            transfer(&locks, b, a),
+            transfer(&locks, a, b),
+            transfer(&locks, b, a)
+        )
+    })
+    .await;
+    for result in [results.0, results.1, results.2, results.3] {
+        assert_eq!(result.expect("transfer"), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_gets_the_lock_after_its_slot_migrates() {
+    let cluster = cluster();
+    let locks = manager(&cluster);
+    let key = "invoice:42";
+    let redis_key = "lock:invoice:42";
+    let slot = cluster.slot_of(redis_key).unwrap();
+    let from = cluster.owner_of_slot(slot).unwrap();
+    let to = (from + 1) % cluster.len();
+
+    let guard = within(locks.acquire_with(key, &options(20_000, 0)))
+        .await
+        .expect("acquire");
+    let waiter = {
+        let locks = locks.clone();
+        tokio::spawn(async move { locks.acquire_with(key, &options(20_000, 30_000)).await })
+    };
+    let source = cluster.master(from);
+    until("the waiter's subscription", || {
+        source
+            .command(&["PUBSUB", "SHARDNUMSUB", redis_key])
+            .unwrap()
+            .ends_with("\n1")
+    })
+    .await;
+
+    // The lock key moves, with its expiry and the slot's fencing counter.
+    cluster.migrate_slot(slot, to).expect("migrate the slot");
+    assert_eq!(cluster.owner_of(redis_key).unwrap(), to);
+    let pttl: i64 = cluster
+        .master(to)
+        .command(&["PTTL", redis_key])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pttl > 0, "the lease moved along: {pttl}");
+    assert!(
+        !waiter.is_finished(),
+        "the lock is still held after the migration"
+    );
+
+    // The holder still holds it: renewal and release follow the slot to its new master.
+    guard.extend().await.expect("extend on the new owner");
+    let first = guard.fencing_token();
+    guard.release().await.expect("release on the new owner");
+    let second = within(waiter)
+        .await
+        .unwrap()
+        .expect("the waiter gets the lock");
+    assert!(
+        second.fencing_token() > first,
+        "the slot's counter moved along"
+    );
+    assert_ne!(
+        cluster.master(to).command(&["GET", redis_key]).unwrap(),
+        "(nil)"
+    );
+    second.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_keeps_trying_while_a_master_restarts() {
+    let mut cluster = cluster();
+    let locks = manager(&cluster);
+    let key = "batch:1";
+    let redis_key = "lock:batch:1";
+    let owner = cluster.owner_of(redis_key).unwrap();
+
+    let guard = within(locks.acquire_with(key, &options(30_000, 0)))
+        .await
+        .expect("acquire");
+    let waiter = {
+        let locks = locks.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = locks.acquire_with(key, &options(30_000, 40_000)).await;
+            (outcome, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "the lock is held");
+
+    // The master restarts without persistence: it forgets the lock (the documented caveat), and
+    // the waiter, which kept retrying through the outage, gets it long before the 30 s lease.
+    tokio::task::block_in_place(|| cluster.restart_master(owner)).expect("restart the master");
+    let (outcome, waited) = within(waiter).await.unwrap();
+    let second = outcome.expect("the waiter gets the lock once the master is back");
+    assert!(waited < Duration::from_secs(25), "{waited:?}");
+    let err = guard.release().await.unwrap_err();
+    assert!(
+        err.is_lost(),
+        "the first holder's lock was forgotten: {err:?}"
+    );
+    second.release().await.unwrap();
+}
+
+#[test]
+fn a_cluster_fence_key_must_not_carry_a_hash_tag() {
+    let err = LockManager::builder_cluster(["redis://127.0.0.1:1"])
+        .fence_key("fence:{x}")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("braces"), "{err}");
+}

@@ -1,0 +1,295 @@
+//! Redlock over independent `redis-server` masters started by each test: quorum, validity,
+//! rollback, renewal by quorum, exclusion, fencing across quorums, and the attribute over it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redlock::testing::{RedisServer, RedisServers};
+use redlock::{distributed_lock, LockError, LockManager, LockOptions};
+
+/// Upper bound for any one step; never a performance claim.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn masters(n: usize) -> RedisServers {
+    RedisServers::spawn(n).expect("start redis-server masters")
+}
+
+fn redlock(servers: &RedisServers) -> LockManager {
+    LockManager::redlock(servers.urls()).expect("redlock manager")
+}
+
+fn options(ttl_ms: u64, wait_ms: u64) -> LockOptions {
+    LockOptions::new(Duration::from_millis(ttl_ms)).wait(Duration::from_millis(wait_ms))
+}
+
+fn holds(server: &RedisServer, redis_key: &str) -> bool {
+    server.command(&["EXISTS", redis_key]).expect("EXISTS") == "1"
+}
+
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .expect("did not finish in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_masters_with_two_stopped_still_lock() {
+    let mut servers = masters(5);
+    servers.get_mut(3).stop().unwrap();
+    servers.get_mut(4).stop().unwrap();
+    let locks = redlock(&servers);
+    locks.ping().await.expect("a quorum answers PING");
+
+    let guard = within(locks.acquire_with("account:7", &options(5_000, 0)))
+        .await
+        .expect("3 of 5 masters are a quorum");
+    assert!(guard.fencing_token() > 0);
+    assert!(guard.remaining() > Duration::from_secs(4));
+    for i in 0..3 {
+        assert!(holds(servers.get(i), "lock:account:7"), "master {i}");
+    }
+    let busy = within(locks.acquire_with("account:7", &options(5_000, 0)))
+        .await
+        .unwrap_err();
+    assert!(busy.is_timeout(), "{busy:?}");
+
+    guard.release().await.expect("release on the quorum");
+    for i in 0..3 {
+        assert!(!holds(servers.get(i), "lock:account:7"), "master {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_stopped_masters_give_quorum_not_reached_within_the_wait() {
+    let mut servers = masters(5);
+    for i in 2..5 {
+        servers.get_mut(i).stop().unwrap();
+    }
+    let locks = redlock(&servers);
+
+    // One attempt: at once.
+    let err = within(locks.acquire_with("job", &options(5_000, 0)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LockError::QuorumNotReached {
+                reached: 2,
+                needed: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("quorum not reached"), "{err}");
+
+    // Retried within the wait, then reported (not a hang, not "busy").
+    let started = Instant::now();
+    let err = within(locks.acquire_with("job", &options(5_000, 700)))
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        matches!(err, LockError::QuorumNotReached { needed: 3, .. }),
+        "{err:?}"
+    );
+    assert!(waited >= Duration::from_millis(700), "{waited:?}");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    // Nothing is left behind on the two running masters: the partial attempts were rolled back.
+    for i in 0..2 {
+        assert!(!holds(servers.get(i), "lock:job"), "master {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_masters_mid_hold_do_not_break_exclusion() {
+    let servers = masters(5);
+    let locks = redlock(&servers);
+    let contender = redlock(&servers);
+    let ttl = 1_000;
+    let hold = options(ttl, 0);
+
+    let held = locks.with_lock("report", &hold, |guard| {
+        let servers = &servers;
+        let contender = &contender;
+        async move {
+            let first = guard.fencing_token();
+            // Two masters freeze while the lock is held.
+            servers.get(0).pause().unwrap();
+            servers.get(1).pause().unwrap();
+            // Nobody else gets the lock meanwhile, for longer than the lease: the holder's
+            // renewals reach the 3 other masters (a quorum).
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_millis(2 * ttl + 500) {
+                let err = contender
+                    .acquire_with("report", &options(ttl, 300))
+                    .await
+                    .expect_err("the lock is held");
+                assert!(err.is_timeout(), "{err:?}");
+            }
+            assert!(guard.is_held());
+            first
+        }
+    });
+    let first = within(held).await.expect("held throughout, then released");
+    servers.get(0).resume().unwrap();
+    servers.get(1).resume().unwrap();
+
+    let guard = within(contender.acquire_with("report", &options(ttl, 5_000)))
+        .await
+        .expect("free after release");
+    assert!(guard.fencing_token() > first);
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mutual_exclusion_under_contention_with_increasing_fencing_tokens() {
+    const TASKS: usize = 8;
+    const ROUNDS: usize = 20;
+    let servers = masters(3);
+    let inside = Arc::new(AtomicUsize::new(0));
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let locks = redlock(&servers);
+        let inside = inside.clone();
+        let tokens = tokens.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..ROUNDS {
+                let guard = locks
+                    .acquire_with("counter", &options(10_000, 60_000))
+                    .await
+                    .expect("acquire");
+                assert_eq!(
+                    inside.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two holders at once"
+                );
+                tokens.lock().unwrap().push(guard.fencing_token());
+                tokio::task::yield_now().await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                guard.release().await.expect("release");
+            }
+        }));
+    }
+    for task in tasks {
+        within(task).await.expect("task");
+    }
+    let tokens = tokens.lock().unwrap();
+    assert_eq!(tokens.len(), TASKS * ROUNDS);
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "fencing tokens must increase with every holder: {tokens:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_tokens_increase_across_different_quorums() {
+    let servers = masters(3);
+    let locks = redlock(&servers);
+    let take = |locks: &LockManager| {
+        let locks = locks.clone();
+        async move {
+            let guard = within(locks.acquire_with("fenced", &options(2_000, 5_000)))
+                .await
+                .expect("quorum of 2");
+            let token = guard.fencing_token();
+            guard.release().await.expect("release");
+            token
+        }
+    };
+    let t1 = take(&locks).await;
+    // Quorum {1, 2}: their counters move on, master 0's stays behind.
+    servers.get(0).pause().unwrap();
+    let t2 = take(&locks).await;
+    servers.get(0).resume().unwrap();
+    // Quorum {0, 2}: master 0 is behind; the token is the maximum, and master 0 is raised to it.
+    servers.get(1).pause().unwrap();
+    let t3 = take(&locks).await;
+    servers.get(1).resume().unwrap();
+    let t4 = take(&locks).await;
+    assert!(t1 < t2 && t2 < t3 && t3 < t4, "{t1} {t2} {t3} {t4}");
+    let counter: u64 = servers
+        .get(0)
+        .command(&["GET", "redlock:fence"])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(counter >= t3, "master 0 was raised: {counter} vs {t3}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_quorum_times_out_and_leaves_the_holder_intact() {
+    let servers = masters(3);
+    let locks = redlock(&servers);
+    let guard = locks
+        .acquire_with("shared", &options(10_000, 0))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = within(locks.acquire_with("shared", &options(10_000, 300)))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // The contender's rollbacks deleted only its own keys.
+    for i in 0..3 {
+        let value = servers.get(i).command(&["GET", "lock:shared"]).unwrap();
+        assert_ne!(value, "(nil)", "master {i}");
+    }
+    guard.release().await.unwrap();
+}
+
+#[test]
+fn a_redlock_manager_needs_distinct_urls() {
+    let err = LockManager::redlock(Vec::<String>::new()).unwrap_err();
+    assert!(err.to_string().contains("at least one URL"), "{err}");
+    let err = LockManager::redlock(["redis://127.0.0.1:1", "redis://127.0.0.1:1"]).unwrap_err();
+    assert!(err.to_string().contains("given twice"), "{err}");
+    let locks = LockManager::redlock([
+        "redis://127.0.0.1:1",
+        "redis://127.0.0.1:2",
+        "redis://127.0.0.1:3",
+    ])
+    .unwrap();
+    assert!(format!("{locks:?}").contains("quorum 2"), "{locks:?}");
+}
+
+#[distributed_lock(key = "ledger:<id>", ttl = "2s", wait = "20s", client = locks, guard = lock)]
+async fn append(locks: &LockManager, id: u32, inside: &AtomicUsize) -> Result<u64, LockError> {
+    assert_eq!(
+        inside.fetch_add(1, Ordering::SeqCst),
+        0,
+        "two holders at once"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    inside.fetch_sub(1, Ordering::SeqCst);
+    Ok(lock.fencing_token())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attribute_works_unchanged_over_redlock() {
+    let servers = masters(3);
+    let locks = redlock(&servers);
+    let inside = AtomicUsize::new(0);
+    let (a, b, c) = within(async {
+        tokio::join!(
+            append(&locks, 1, &inside),
+            append(&locks, 1, &inside),
+            append(&locks, 1, &inside)
+        )
+    })
+    .await;
+    let mut tokens = vec![a.unwrap(), b.unwrap(), c.unwrap()];
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 3, "every holder has its own token");
+    for i in 0..3 {
+        assert!(
+            !holds(servers.get(i), "lock:ledger:1"),
+            "released on master {i}"
+        );
+    }
+}
