@@ -88,9 +88,8 @@ impl Backend {
         fence_key: &str,
         token: &str,
         ttl_ms: u64,
-        careful: bool,
     ) -> Result<Attempt, LockError> {
-        dispatch!(self, node => node.attempt(key, redis_key, fence_key, token, ttl_ms, careful))
+        dispatch!(self, node => node.attempt(key, redis_key, fence_key, token, ttl_ms))
     }
 
     pub(crate) async fn release(

@@ -126,10 +126,13 @@ impl ClusterNode {
         let limit = self.settings.op_timeout;
         self.conn
             .get_or_try_init(|| async {
-                match tokio::time::timeout(limit, self.client.get_async_connection()).await {
-                    Ok(conn) => conn.map_err(|e| LockError::redis(key, e)),
-                    Err(_) => Err(LockError::no_answer(key, limit)),
-                }
+                let mut conn =
+                    match tokio::time::timeout(limit, self.client.get_async_connection()).await {
+                        Ok(conn) => conn.map_err(|e| LockError::redis(key, e))?,
+                        Err(_) => return Err(LockError::no_answer(key, limit)),
+                    };
+                crate::scripts::load_all(&mut conn, key, limit).await?;
+                Ok(conn)
             })
             .await
             .cloned()
@@ -151,29 +154,11 @@ impl ClusterNode {
         fence_key: &str,
         token: &str,
         ttl_ms: u64,
-        careful: bool,
     ) -> Result<Attempt, LockError> {
         let mut conn = self.connection(key).await?;
         let fence_key = slot_fence_key(fence_key, redis_key);
         let limit = self.settings.op_timeout;
-        let outcome = attempt_on(
-            &mut conn, limit, key, redis_key, &fence_key, token, ttl_ms, careful,
-        )
-        .await;
-        match outcome {
-            // The cluster client follows MOVED / ASK for single commands, not inside a
-            // transaction (the slot is moving, or the client's slot map is stale): the script,
-            // one command, is redirected. It also recognises our token, should the
-            // transaction have run somewhere after all.
-            Err(e) if !careful && redirected(&e) => {
-                tracing::debug!(error = %e, "transaction redirected; using the acquire script");
-                attempt_on(
-                    &mut conn, limit, key, redis_key, &fence_key, token, ttl_ms, true,
-                )
-                .await
-            }
-            other => other,
-        }
+        attempt_on(&mut conn, limit, key, redis_key, &fence_key, token, ttl_ms).await
     }
 
     /// Compare-and-delete with a sharded release notice.
@@ -208,24 +193,6 @@ impl ClusterNode {
         let limit = self.settings.op_timeout;
         extend_on(&mut conn, limit, key, redis_key, token, ttl_ms).await
     }
-}
-
-/// A transaction aborted because its slot is elsewhere or moving (`MOVED`, `ASK`, `TRYAGAIN`,
-/// `CLUSTERDOWN` on the queued commands).
-fn redirected(error: &LockError) -> bool {
-    use redis::ServerErrorKind as Kind;
-    let LockError::Redis { source, .. } = error else {
-        return false;
-    };
-    source.kind() == redis::ErrorKind::Server(Kind::ExecAbort)
-        && source.clone().into_server_errors().is_some_and(|errors| {
-            errors.iter().any(|(_, e)| {
-                matches!(
-                    e.kind(),
-                    Some(Kind::Moved | Kind::Ask | Kind::TryAgain | Kind::ClusterDown)
-                )
-            })
-        })
 }
 
 /// The fencing counter for `redis_key`: `<fence_key>:{<tag>}` in the key's slot.

@@ -534,7 +534,6 @@ impl LockManager {
         let mut backoff = Backoff::new(inner.config.backoff_min, inner.config.backoff_max);
         let mut subscription: Option<Subscription> = None;
         let mut attempts = 0u32;
-        let mut reply_lost = false;
         let mut next_subscribe = start;
         loop {
             attempts += 1;
@@ -544,16 +543,8 @@ impl LockManager {
             let sent = Instant::now();
             let outcome = inner
                 .backend
-                .attempt(
-                    key,
-                    &redis_key,
-                    &inner.config.fence_key,
-                    &token,
-                    ttl_ms,
-                    reply_lost,
-                )
+                .attempt(key, &redis_key, &inner.config.fence_key, &token, ttl_ms)
                 .await;
-            reply_lost = matches!(&outcome, Err(e) if e.is_transient());
             let (holder_left, failure) = match outcome {
                 Ok(Attempt::Acquired(fence)) => {
                     let waited = start.elapsed();

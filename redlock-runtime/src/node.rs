@@ -60,8 +60,10 @@ impl Node {
                     .set_number_of_retries(1)
                     .set_min_delay(Duration::from_millis(20))
                     .set_max_delay(Duration::from_millis(500));
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                    .map_err(|e| LockError::redis(key, e))
+                let mut conn = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                    .map_err(|e| LockError::redis(key, e))?;
+                scripts::load_all(&mut conn, key, limit).await?;
+                Ok(conn)
             })
             .await
             .cloned()
@@ -82,14 +84,10 @@ impl Node {
         fence_key: &str,
         token: &str,
         ttl_ms: u64,
-        careful: bool,
     ) -> Result<Attempt, LockError> {
         let mut conn = self.connection(key).await?;
         let limit = self.op_timeout;
-        attempt_on(
-            &mut conn, limit, key, redis_key, fence_key, token, ttl_ms, careful,
-        )
-        .await
+        attempt_on(&mut conn, limit, key, redis_key, fence_key, token, ttl_ms).await
     }
 
     /// Compare-and-delete with `script` (which may publish a release notice); `false` when the
@@ -143,14 +141,10 @@ impl Node {
     }
 }
 
-/// One acquisition attempt on `conn`.
-///
-/// The fast path is a `MULTI` / `SET NX PX` / `INCR fence` / `PTTL` / `EXEC` transaction:
-/// atomic like a script, but cheaper for Redis to run. When it finds the key without an
-/// expiry (possibly not a lock at all), or when the previous attempt's reply was lost (so the
-/// lock may already be ours), the acquire script decides: it checks the key's type and
-/// recognises our own token.
-#[allow(clippy::too_many_arguments)]
+/// One acquisition attempt on `conn`: the acquire script takes the lock and increments the
+/// fencing counter in one atomic step, or reports the holder's remaining lease, or the key's
+/// type when it is not a lock. It also recognises our own token, so an attempt retried after a
+/// lost reply finds the lock it already took.
 pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
     conn: &mut C,
     limit: Duration,
@@ -159,29 +153,7 @@ pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
     fence_key: &str,
     token: &str,
     ttl_ms: u64,
-    careful: bool,
 ) -> Result<Attempt, LockError> {
-    if !careful {
-        let mut tx = redis::pipe();
-        tx.atomic()
-            .cmd("SET")
-            .arg(redis_key)
-            .arg(token)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms)
-            .cmd("INCR")
-            .arg(fence_key)
-            .cmd("PTTL")
-            .arg(redis_key);
-        let (set, fence, pttl): (redis::Value, u64, i64) = query_on(conn, limit, key, &tx).await?;
-        if set != redis::Value::Nil {
-            return Ok(Attempt::Acquired(fence));
-        }
-        if let Ok(left) = u64::try_from(pttl) {
-            return Ok(Attempt::Busy(Some(left)));
-        }
-    }
     let mut invocation = scripts::ACQUIRE.key(redis_key);
     invocation.key(fence_key).arg(token).arg(ttl_ms);
     eval_on(conn, limit, key, &invocation).await

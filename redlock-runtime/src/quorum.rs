@@ -26,7 +26,7 @@
 //! ## Fencing tokens on a quorum
 //!
 //! Each master has its own counter. The holder's token is the **maximum** of the counters its
-//! quorum returned (each incremented in the same transaction that took the lock there); in the
+//! quorum returned (each incremented in the same atomic script that took the lock there); in the
 //! same acquisition, every master of the quorum whose counter is lower is raised to that token
 //! (`SET counter max(counter, token)`), while the lock is held there. The acquisition counts only
 //! if at least a quorum of masters ends with a counter ≥ the token. Any later quorum shares a
@@ -169,7 +169,6 @@ impl Quorum {
         fence_key: &str,
         token: &str,
         ttl_ms: u64,
-        careful: bool,
     ) -> Result<Attempt, LockError> {
         let started = Instant::now();
         let ttl = Duration::from_millis(ttl_ms);
@@ -178,7 +177,7 @@ impl Quorum {
             bounded(
                 key,
                 limit,
-                node.attempt(key, redis_key, fence_key, token, ttl_ms, careful),
+                node.attempt(key, redis_key, fence_key, token, ttl_ms),
             )
         }))
         .await;

@@ -1,19 +1,20 @@
 //! The Lua scripts that make every lock operation one atomic round trip.
 //!
-//! They are sent with `EVALSHA`; `redis::Script` loads them again after a `NOSCRIPT` reply (a
-//! restarted server, `SCRIPT FLUSH`).
+//! They are sent with `EVALSHA`. A new connection loads every script in one round trip
+//! ([`load_all`]), so no lock operation pays for a `NOSCRIPT` reply on a fresh server; after a
+//! restart or `SCRIPT FLUSH`, `redis::Script` loads a missing script again by itself.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
 /// `SET NX PX` plus the fencing counter; the remaining lease when busy.
-pub(crate) static ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
+const ACQUIRE_LUA: &str = include_str!("scripts/acquire.lua");
 
 /// Compare-and-delete that publishes a release notice.
-pub(crate) static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
+const RELEASE_LUA: &str = include_str!("scripts/release.lua");
 
 /// Redlock release on one master: compare-and-delete, release notice in any case.
 pub(crate) static RELEASE_QUORUM: LazyLock<Script> =
@@ -33,8 +34,35 @@ pub(crate) static RELEASE_SHARDED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release_sharded.lua")));
 
 /// Compare-and-pexpire.
-pub(crate) static EXTEND: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+pub(crate) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
+const EXTEND_LUA: &str = include_str!("scripts/extend.lua");
+
+/// `SCRIPT LOAD`s every script in one pipeline.
+///
+/// A server that refuses (an ACL user without `SCRIPT LOAD`, say) is left to the per-script
+/// fallback; a server that does not answer is an error, so the first operation on an
+/// unreachable server fails within one operation timeout, not two.
+pub(crate) async fn load_all<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    limit: std::time::Duration,
+) -> Result<(), crate::LockError> {
+    let mut pipe = redis::pipe();
+    for code in [ACQUIRE_LUA, RELEASE_LUA, EXTEND_LUA] {
+        pipe.cmd("SCRIPT").arg("LOAD").arg(code).ignore();
+    }
+    match tokio::time::timeout(limit, pipe.query_async::<()>(conn)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error() => {
+            Err(crate::LockError::redis(key, e))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "loading the scripts was refused");
+            Ok(())
+        }
+        Err(_) => Err(crate::LockError::no_answer(key, limit)),
+    }
+}
 
 /// What the acquire script answered.
 #[derive(Debug, Clone, PartialEq, Eq)]

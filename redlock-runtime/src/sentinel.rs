@@ -165,11 +165,9 @@ impl SentinelNode {
         fence_key: &str,
         token: &str,
         ttl_ms: u64,
-        careful: bool,
     ) -> Result<Attempt, LockError> {
         self.run(key, |node| async move {
-            node.attempt(key, redis_key, fence_key, token, ttl_ms, careful)
-                .await
+            node.attempt(key, redis_key, fence_key, token, ttl_ms).await
         })
         .await
     }
