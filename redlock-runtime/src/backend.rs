@@ -19,7 +19,7 @@ use crate::quorum::Quorum;
 use crate::scripts::Attempt;
 #[cfg(feature = "sentinel")]
 use crate::sentinel::SentinelNode;
-use crate::wait::Subscription;
+use crate::wait::{Notices, Subscription};
 
 /// The deployment behind a manager.
 // One per manager, behind its `Arc`: never moved around, so the variants' sizes do not matter.
@@ -66,6 +66,15 @@ impl Backend {
             Self::Cluster(cluster) => cluster.describe(),
             #[cfg(feature = "sentinel")]
             Self::Sentinel(sentinel) => sentinel.describe(),
+        }
+    }
+
+    /// The notices of a single server, where this process can hand a released lock to its own
+    /// waiters directly (the other kinds rely on the published notice).
+    pub(crate) fn local_notices(&self) -> Option<&Notices> {
+        match self {
+            Self::Single(node) => node.notices(),
+            _ => None,
         }
     }
 

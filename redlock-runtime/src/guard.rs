@@ -222,6 +222,9 @@ async fn release(
         .await
         .or_else(not_ours)?;
     if released {
+        if let Some(notices) = manager.backend.local_notices() {
+            notices.released_locally(redis_key);
+        }
         tracing::debug!("released");
         Ok(())
     } else {

@@ -535,6 +535,22 @@ impl LockManager {
         let mut subscription: Option<Subscription> = None;
         let mut attempts = 0u32;
         let mut next_subscribe = start;
+        // Tasks of this process already waiting for the key go first: a newcomer (often the
+        // task that just released it) queues behind them, and each local release hands the
+        // lock to the longest waiter, so waiting is first come, first served.
+        if let Some(notices) = inner.backend.local_notices() {
+            if notices.has_waiters(&redis_key) && !options.wait_duration().is_zero() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if let Ok(Ok(mut sub)) =
+                    tokio::time::timeout(left, notices.subscribe(&redis_key)).await
+                {
+                    sub.arm();
+                    let patience = inner.config.backoff_max.min(left);
+                    sub.wait(patience).await;
+                    subscription = Some(sub);
+                }
+            }
+        }
         loop {
             attempts += 1;
             if let Some(sub) = subscription.as_mut() {

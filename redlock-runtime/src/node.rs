@@ -41,6 +41,11 @@ impl Node {
         self.client.get_connection_info().addr().to_string()
     }
 
+    /// Release notices of this server, if enabled.
+    pub(crate) fn notices(&self) -> Option<&Notices> {
+        self.notices.as_ref()
+    }
+
     /// Subscribes to the release notices of `channel`; `None` when notices are disabled.
     pub(crate) async fn subscribe(
         &self,

@@ -49,6 +49,9 @@ struct Entry {
     refs: usize,
     bell: Arc<Notify>,
     subscribed: Arc<OnceCell<()>>,
+    /// Releases this process handed to its own waiters whose published notice has not come
+    /// back yet: those notices are echoes and wake nobody.
+    echoes: usize,
 }
 
 /// The release-notice side of a manager.
@@ -185,6 +188,7 @@ impl Notices {
                 refs: 0,
                 bell: Arc::default(),
                 subscribed: Arc::default(),
+                echoes: 0,
             });
             entry.refs += 1;
             (entry.bell.clone(), entry.subscribed.clone())
@@ -213,6 +217,23 @@ impl Notices {
     }
 }
 
+impl Notices {
+    /// Whether tasks of this process are waiting for `channel`: a newcomer then queues behind
+    /// them instead of overtaking them.
+    pub(crate) fn has_waiters(&self, channel: &str) -> bool {
+        lock(&self.table).contains_key(channel)
+    }
+
+    /// This process released `channel`: wake its longest-waiting local waiter now, without
+    /// waiting for the published notice (which, when it comes back, wakes nobody).
+    pub(crate) fn released_locally(&self, channel: &str) {
+        if let Some(entry) = lock(&self.table).get_mut(channel) {
+            entry.echoes += 1;
+            entry.bell.notify_one();
+        }
+    }
+}
+
 fn dispatch(table: &Table, info: PushInfo) {
     match info.kind {
         PushKind::Message | PushKind::SMessage => {
@@ -221,8 +242,13 @@ fn dispatch(table: &Table, info: PushInfo) {
                 Some(Value::SimpleString(s)) => Some(s.as_str()),
                 _ => None,
             };
-            if let Some(entry) = channel.and_then(|c| lock(table).get(c).map(|e| e.bell.clone())) {
-                entry.notify_one();
+            let mut table = lock(table);
+            if let Some(entry) = channel.and_then(|c| table.get_mut(c)) {
+                if entry.echoes > 0 {
+                    entry.echoes -= 1;
+                } else {
+                    entry.bell.notify_one();
+                }
             }
         }
         // The end of a sharded subscription; unasked when its slot moved to another master.
@@ -244,7 +270,8 @@ fn dispatch(table: &Table, info: PushInfo) {
         }
         PushKind::Disconnection => {
             // Notices may have been missed: let every waiter look again.
-            for entry in lock(table).values() {
+            for entry in lock(table).values_mut() {
+                entry.echoes = 0;
                 entry.bell.notify_waiters();
             }
         }
