@@ -30,8 +30,6 @@ const LOCKER_ACL: &[&str] = &[
     "+pttl",
     "+pexpire",
     "+type",
-    "+multi",
-    "+exec",
     "+evalsha",
     "+eval",
     "+script|load",
