@@ -133,23 +133,57 @@ async fn one_cycle(ctx: &Ctx, raw: &mut Raw, via: Via, key: &str, token: &str) {
     }
 }
 
-/// A: one task, one key.
-async fn uncontended(ctx: &Ctx, via: Via) -> (f64, Duration, Duration) {
+/// How many interleaved rounds workload A is cut into.
+const ROUNDS: usize = 20;
+
+/// A: one task, one key; raw, manager and attribute take turns in short rounds, so a drift of
+/// the machine's speed during the run hits all three alike. Per variant: cycles/s, p50, p99,
+/// and each round's time (for per-round ratios).
+async fn uncontended(ctx: &Ctx) -> [(f64, Duration, Duration, Vec<Duration>); 3] {
+    let vias = [Via::Raw, Via::Manager, Via::Attribute];
     let mut raw = ctx.raw.clone();
     let token = token(0);
-    for _ in 0..ctx.cycles / 10 {
-        one_cycle(ctx, &mut raw, via, "a", &token).await;
+    for via in vias {
+        for _ in 0..ctx.cycles / 20 {
+            one_cycle(ctx, &mut raw, via, "a", &token).await;
+        }
     }
-    let mut laps = Vec::with_capacity(ctx.cycles);
-    let start = Instant::now();
-    for _ in 0..ctx.cycles {
-        let lap = Instant::now();
-        one_cycle(ctx, &mut raw, via, "a", &token).await;
-        laps.push(lap.elapsed());
+    let per_round = (ctx.cycles / ROUNDS).max(1);
+    let mut laps: [Vec<Duration>; 3] = Default::default();
+    let mut rounds: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..ROUNDS {
+        for (i, via) in vias.into_iter().enumerate() {
+            let start = Instant::now();
+            for _ in 0..per_round {
+                let lap = Instant::now();
+                one_cycle(ctx, &mut raw, via, "a", &token).await;
+                laps[i].push(lap.elapsed());
+            }
+            rounds[i].push(start.elapsed());
+        }
     }
-    let rate = ctx.cycles as f64 / start.elapsed().as_secs_f64();
-    laps.sort_unstable();
-    (rate, percentile(&laps, 0.5), percentile(&laps, 0.99))
+    std::array::from_fn(|i| {
+        let total: Duration = rounds[i].iter().sum();
+        let rate = (per_round * ROUNDS) as f64 / total.as_secs_f64();
+        laps[i].sort_unstable();
+        (
+            rate,
+            percentile(&laps[i], 0.5),
+            percentile(&laps[i], 0.99),
+            rounds[i].clone(),
+        )
+    })
+}
+
+/// The median over rounds of `a[r] / b[r]`.
+fn median_ratio(a: &[Duration], b: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
 }
 
 /// A token unique to this process and task (the raw baseline's lock value).
@@ -158,7 +192,7 @@ fn token(task: usize) -> String {
 }
 
 /// B: 32 tasks, each on its own key.
-async fn distinct_keys(ctx: &Arc<Ctx>, via: Via) -> f64 {
+async fn distinct_keys(ctx: &Arc<Ctx>, via: Via, seconds: f64) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for t in 0..32 {
@@ -177,7 +211,7 @@ async fn distinct_keys(ctx: &Arc<Ctx>, via: Via) -> f64 {
         }));
     }
     let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(ctx.seconds)).await;
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let mut total = 0;
     for task in tasks {
@@ -299,51 +333,71 @@ async fn run_all(ctx: Arc<Ctx>, runtime: &'static str) -> Row {
     let mut figures = Vec::new();
     println!("\n== {runtime} runtime ==");
     println!("A) 1 task, 1 key, {} cycles", ctx.cycles);
+    let a = uncontended(&ctx).await;
     let mut a_rate = [0.0; 3];
     for (i, via) in [Via::Raw, Via::Manager, Via::Attribute]
         .into_iter()
         .enumerate()
     {
-        let (rate, p50, p99) = uncontended(&ctx, via).await;
-        a_rate[i] = rate;
+        let (rate, p50, p99, _) = &a[i];
+        a_rate[i] = *rate;
         println!(
             "   {:<10} {:>9.0} cycles/s   p50 {:>7.1}us   p99 {:>7.1}us",
             via.name(),
             rate,
-            us(p50),
-            us(p99)
+            us(*p50),
+            us(*p99)
         );
-        figures.push((format!("a_{}_cycles_per_s", via.name()), rate));
-        figures.push((format!("a_{}_p50_us", via.name()), us(p50)));
-        figures.push((format!("a_{}_p99_us", via.name()), us(p99)));
+        figures.push((format!("a_{}_cycles_per_s", via.name()), *rate));
+        figures.push((format!("a_{}_p50_us", via.name()), us(*p50)));
+        figures.push((format!("a_{}_p99_us", via.name()), us(*p99)));
     }
-    let a_ratio = a_rate[0] / a_rate[1];
-    let attr_ratio = a_rate[1] / a_rate[2];
-    println!("   time per cycle: manager/raw {a_ratio:.3}x, attribute/manager {attr_ratio:.3}x");
+    let a_ratio = median_ratio(&a[1].3, &a[0].3);
+    let attr_ratio = median_ratio(&a[2].3, &a[1].3);
+    println!(
+        "   time per cycle (median of {ROUNDS} interleaved rounds): manager/raw {a_ratio:.3}x, attribute/manager {attr_ratio:.3}x"
+    );
     figures.push(("a_ratio_manager_over_raw".into(), a_ratio));
     figures.push(("a_ratio_attribute_over_manager".into(), attr_ratio));
 
     println!("B) 32 tasks, 32 keys, {:.0}s", ctx.seconds);
+    // Interleaved rounds, as in A.
+    let b_rounds = 6;
+    let mut b_round_rates: [Vec<f64>; 3] = Default::default();
+    for _ in 0..b_rounds {
+        for (i, via) in [Via::Raw, Via::Manager, Via::Attribute]
+            .into_iter()
+            .enumerate()
+        {
+            let rate = distinct_keys(&ctx, via, ctx.seconds / b_rounds as f64).await;
+            b_round_rates[i].push(rate);
+        }
+    }
     let mut b_rate = [0.0; 3];
     for (i, via) in [Via::Raw, Via::Manager, Via::Attribute]
         .into_iter()
         .enumerate()
     {
-        let rate = distinct_keys(&ctx, via).await;
-        b_rate[i] = rate;
-        println!("   {:<10} {:>9.0} cycles/s", via.name(), rate);
-        figures.push((format!("b_{}_cycles_per_s", via.name()), rate));
+        b_rate[i] = b_round_rates[i].iter().sum::<f64>() / b_rounds as f64;
+        println!("   {:<10} {:>9.0} cycles/s", via.name(), b_rate[i]);
+        figures.push((format!("b_{}_cycles_per_s", via.name()), b_rate[i]));
     }
-    let b_ratio = b_rate[0] / b_rate[1];
+    let per_round = |a: usize, b: usize| {
+        let mut ratios: Vec<f64> = b_round_rates[a]
+            .iter()
+            .zip(&b_round_rates[b])
+            .map(|(x, y)| x / y)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    };
+    let b_ratio = per_round(0, 1);
+    let b_attr_ratio = per_round(1, 2);
     println!(
-        "   time per cycle: manager/raw {b_ratio:.3}x, attribute/manager {:.3}x",
-        b_rate[1] / b_rate[2]
+        "   time per cycle (median of {b_rounds} interleaved rounds): manager/raw {b_ratio:.3}x, attribute/manager {b_attr_ratio:.3}x"
     );
     figures.push(("b_ratio_manager_over_raw".into(), b_ratio));
-    figures.push((
-        "b_ratio_attribute_over_manager".into(),
-        b_rate[1] / b_rate[2],
-    ));
+    figures.push(("b_ratio_attribute_over_manager".into(), b_attr_ratio));
 
     println!("C) 16 tasks, 1 key, wait 10s, {:.0}s", ctx.seconds);
     for via in [Via::Manager, Via::Attribute] {

@@ -1,8 +1,7 @@
 //! A local Redis Cluster of real `redis-server` processes.
 
 use std::collections::HashMap;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{free_port, RedisServer, ServerError, ServerOptions};
 
@@ -261,24 +260,8 @@ impl RedisCluster {
     fn wait_until(
         &self,
         what: &str,
-        mut condition: impl FnMut() -> Result<bool, ServerError>,
+        condition: impl FnMut() -> Result<bool, ServerError>,
     ) -> Result<(), ServerError> {
-        let started = Instant::now();
-        let mut last_error = String::new();
-        loop {
-            match condition() {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => last_error = e.to_string(),
-            }
-            if started.elapsed() > CLUSTER_READY_TIMEOUT {
-                return Err(ServerError::NotReady {
-                    waited: started.elapsed(),
-                    last_error: format!("waiting for {what}: {last_error}"),
-                    log_tail: String::new(),
-                });
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_until(what, CLUSTER_READY_TIMEOUT, condition, String::new)
     }
 }

@@ -774,6 +774,33 @@ fn render(value: &Value) -> String {
     }
 }
 
+/// Polls `condition` every 20 ms until it holds or `limit` passes; `log_tail` adds the servers'
+/// logs to the error.
+pub(crate) fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut condition: impl FnMut() -> Result<bool, ServerError>,
+    log_tail: impl FnOnce() -> String,
+) -> Result<(), ServerError> {
+    let started = Instant::now();
+    let mut last_error = String::new();
+    loop {
+        match condition() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_error = e.to_string(),
+        }
+        if started.elapsed() > limit {
+            return Err(ServerError::NotReady {
+                waited: started.elapsed(),
+                last_error: format!("waiting for {what}: {last_error}"),
+                log_tail: log_tail(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::TcpStream;

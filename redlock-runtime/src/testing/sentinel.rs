@@ -171,31 +171,15 @@ impl RedisSentinel {
     fn wait_until(
         &self,
         what: &str,
-        mut condition: impl FnMut() -> Result<bool, ServerError>,
+        condition: impl FnMut() -> Result<bool, ServerError>,
     ) -> Result<(), ServerError> {
-        let started = Instant::now();
-        let mut last_error = String::new();
-        loop {
-            match condition() {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => last_error = e.to_string(),
-            }
-            if started.elapsed() > SENTINEL_TIMEOUT {
-                let log_tail = self
-                    .sentinels
-                    .iter()
-                    .map(|s| log_tail(&s.log_path(), 0))
-                    .collect::<Vec<_>>()
-                    .join("\n--\n");
-                return Err(ServerError::NotReady {
-                    waited: started.elapsed(),
-                    last_error: format!("waiting for {what}: {last_error}"),
-                    log_tail,
-                });
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_until(what, SENTINEL_TIMEOUT, condition, || {
+            self.sentinels
+                .iter()
+                .map(|s| log_tail(&s.log_path(), 0))
+                .collect::<Vec<_>>()
+                .join("\n--\n")
+        })
     }
 }
 
