@@ -191,8 +191,46 @@ fn token(task: usize) -> String {
     format!("raw-{}-{task}", std::process::id())
 }
 
+/// CPU time this process has used so far.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU time the Redis server has used so far (`INFO cpu`).
+async fn redis_cpu(raw: &Raw) -> Duration {
+    let mut conn = raw.conn.clone();
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO cpu");
+    let seconds: f64 = info
+        .lines()
+        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+        .filter_map(|l| l.split_once(':')?.1.trim().parse::<f64>().ok())
+        .sum();
+    Duration::from_secs_f64(seconds)
+}
+
+/// One round of B: cycles/s, and CPU time per cycle of this process and of Redis.
+struct Throughput {
+    rate: f64,
+    client_cpu_us: f64,
+    redis_cpu_us: f64,
+}
+
 /// B: 32 tasks, each on its own key.
-async fn distinct_keys(ctx: &Arc<Ctx>, via: Via, seconds: f64) -> f64 {
+async fn distinct_keys(ctx: &Arc<Ctx>, via: Via, seconds: f64) -> Throughput {
+    let (client_before, redis_before) = (process_cpu(), redis_cpu(&ctx.raw).await);
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for t in 0..32 {
@@ -217,7 +255,13 @@ async fn distinct_keys(ctx: &Arc<Ctx>, via: Via, seconds: f64) -> f64 {
     for task in tasks {
         total += task.await.expect("task");
     }
-    total as f64 / start.elapsed().as_secs_f64()
+    let elapsed = start.elapsed();
+    let cycles = total.max(1) as f64;
+    Throughput {
+        rate: total as f64 / elapsed.as_secs_f64(),
+        client_cpu_us: us(process_cpu().saturating_sub(client_before)) / cycles,
+        redis_cpu_us: us(redis_cpu(&ctx.raw).await.saturating_sub(redis_before)) / cycles,
+    }
 }
 
 struct Contention {
@@ -332,8 +376,25 @@ struct Row {
 async fn run_all(ctx: Arc<Ctx>, runtime: &'static str) -> Row {
     let mut figures = Vec::new();
     println!("\n== {runtime} runtime ==");
+    // C is compared with the raw baseline's uncontended rate, so it needs A.
+    let raw_uncontended = if selected("a") || selected("c") {
+        report_a(&ctx, &mut figures).await
+    } else {
+        0.0
+    };
+    if selected("b") {
+        report_b(&ctx, &mut figures).await;
+    }
+    if selected("c") {
+        report_c(&ctx, &mut figures, raw_uncontended).await;
+    }
+    Row { runtime, figures }
+}
+
+/// Runs A and reports it; returns the raw baseline's cycles/s.
+async fn report_a(ctx: &Ctx, figures: &mut Vec<(String, f64)>) -> f64 {
     println!("A) 1 task, 1 key, {} cycles", ctx.cycles);
-    let a = uncontended(&ctx).await;
+    let a = uncontended(ctx).await;
     let mut a_rate = [0.0; 3];
     for (i, via) in [Via::Raw, Via::Manager, Via::Attribute]
         .into_iter()
@@ -359,18 +420,25 @@ async fn run_all(ctx: Arc<Ctx>, runtime: &'static str) -> Row {
     );
     figures.push(("a_ratio_manager_over_raw".into(), a_ratio));
     figures.push(("a_ratio_attribute_over_manager".into(), attr_ratio));
+    a_rate[0]
+}
 
+/// Runs B and reports it.
+async fn report_b(ctx: &Arc<Ctx>, figures: &mut Vec<(String, f64)>) {
     println!("B) 32 tasks, 32 keys, {:.0}s", ctx.seconds);
     // Interleaved rounds, as in A.
     let b_rounds = 6;
     let mut b_round_rates: [Vec<f64>; 3] = Default::default();
+    let mut b_cpu = [(0.0, 0.0); 3];
     for _ in 0..b_rounds {
         for (i, via) in [Via::Raw, Via::Manager, Via::Attribute]
             .into_iter()
             .enumerate()
         {
-            let rate = distinct_keys(&ctx, via, ctx.seconds / b_rounds as f64).await;
-            b_round_rates[i].push(rate);
+            let round = distinct_keys(ctx, via, ctx.seconds / b_rounds as f64).await;
+            b_round_rates[i].push(round.rate);
+            b_cpu[i].0 += round.client_cpu_us / b_rounds as f64;
+            b_cpu[i].1 += round.redis_cpu_us / b_rounds as f64;
         }
     }
     let mut b_rate = [0.0; 3];
@@ -379,8 +447,15 @@ async fn run_all(ctx: Arc<Ctx>, runtime: &'static str) -> Row {
         .enumerate()
     {
         b_rate[i] = b_round_rates[i].iter().sum::<f64>() / b_rounds as f64;
-        println!("   {:<10} {:>9.0} cycles/s", via.name(), b_rate[i]);
+        let (client, redis) = b_cpu[i];
+        println!(
+            "   {:<10} {:>9.0} cycles/s   CPU per cycle: client {client:>5.1}us, redis {redis:>5.1}us",
+            via.name(),
+            b_rate[i]
+        );
         figures.push((format!("b_{}_cycles_per_s", via.name()), b_rate[i]));
+        figures.push((format!("b_{}_client_cpu_us", via.name()), client));
+        figures.push((format!("b_{}_redis_cpu_us", via.name()), redis));
     }
     let per_round = |a: usize, b: usize| {
         let mut ratios: Vec<f64> = b_round_rates[a]
@@ -398,11 +473,14 @@ async fn run_all(ctx: Arc<Ctx>, runtime: &'static str) -> Row {
     );
     figures.push(("b_ratio_manager_over_raw".into(), b_ratio));
     figures.push(("b_ratio_attribute_over_manager".into(), b_attr_ratio));
+}
 
+/// Runs C and reports it against the raw baseline's uncontended rate.
+async fn report_c(ctx: &Arc<Ctx>, figures: &mut Vec<(String, f64)>, raw_uncontended: f64) {
     println!("C) 16 tasks, 1 key, wait 10s, {:.0}s", ctx.seconds);
     for via in [Via::Manager, Via::Attribute] {
-        let c = one_key(&ctx, via).await;
-        let of_a = c.rate / a_rate[0];
+        let c = one_key(ctx, via).await;
+        let of_a = c.rate / raw_uncontended;
         println!(
             "   {:<10} {:>9.0} cycles/s ({:.2}x raw uncontended)   wait p50 {:>7.1}us p99 {:>8.1}us max {:>8.1}us   cycles/task {}..{}",
             via.name(),
@@ -423,7 +501,6 @@ async fn run_all(ctx: Arc<Ctx>, runtime: &'static str) -> Row {
         figures.push((format!("c_{v}_cycles_per_task_min"), c.min_cycles as f64));
         figures.push((format!("c_{v}_cycles_per_task_max"), c.max_cycles as f64));
     }
-    Row { runtime, figures }
 }
 
 fn env_f64(name: &str, default: f64) -> f64 {
@@ -431,6 +508,11 @@ fn env_f64(name: &str, default: f64) -> f64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Whether workload `name` ("a", "b", "c", "m") is selected by `BENCH_ONLY` (all by default).
+fn selected(name: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|w| w.trim() == name))
 }
 
 fn main() {
@@ -468,7 +550,7 @@ fn main() {
                 cycles,
             });
             let row = run_all(ctx.clone(), name).await;
-            if threads == 2 {
+            if threads == 2 && selected("m") {
                 let (before, after, n) = memory(&ctx, memory_cycles).await;
                 println!("\nM) {n} cycles on distinct keys: resident {before} KiB -> {after} KiB");
                 memory_figures = Some((before, after, n));

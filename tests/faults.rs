@@ -570,6 +570,27 @@ async fn renewal_under_50ms_added_latency_keeps_the_lock() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_whose_answer_comes_after_its_lease_is_not_handed_out() {
+    let server = server();
+    let (proxy, locks) = proxied(&server);
+    // Each round trip now takes over 120 ms: longer than a 100 ms lease, shorter than 2 s.
+    proxy
+        .set_mode(ProxyMode::Delay(Duration::from_millis(60)))
+        .unwrap();
+    let late = locks.acquire_with("late", &options(100, 0)).await;
+    assert!(
+        matches!(late, Err(LockError::Timeout { .. })),
+        "a lock granted after its lease could have run out was handed out: {late:?}"
+    );
+    let guard = locks
+        .acquire_with("late", &options(2_000, 0))
+        .await
+        .expect("the same delay within a longer lease is fine");
+    assert!(guard.is_held());
+    guard.release().await.unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Deadlines: acquisition ends in bounded time whatever the network does.
 

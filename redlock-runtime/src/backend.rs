@@ -16,7 +16,7 @@ use crate::cluster::ClusterNode;
 use crate::error::LockError;
 use crate::node::Node;
 use crate::quorum::Quorum;
-use crate::scripts::Attempt;
+use crate::scripts::{Attempt, Claim};
 #[cfg(feature = "sentinel")]
 use crate::sentinel::SentinelNode;
 use crate::wait::{Notices, Subscription};
@@ -90,15 +90,8 @@ impl Backend {
         dispatch!(self, node => node.ping())
     }
 
-    pub(crate) async fn attempt(
-        &self,
-        key: &str,
-        redis_key: &str,
-        fence_key: &str,
-        token: &str,
-        ttl_ms: u64,
-    ) -> Result<Attempt, LockError> {
-        dispatch!(self, node => node.attempt(key, redis_key, fence_key, token, ttl_ms))
+    pub(crate) async fn attempt(&self, claim: Claim<'_>) -> Result<Attempt, LockError> {
+        dispatch!(self, node => node.attempt(claim))
     }
 
     pub(crate) async fn release(

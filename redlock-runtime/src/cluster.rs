@@ -32,7 +32,7 @@ use redis::cluster_async::ClusterConnection;
 
 use crate::error::LockError;
 use crate::node::{attempt_on, extend_on, query_on, release_on};
-use crate::scripts::{self, Attempt};
+use crate::scripts::{self, Attempt, Claim};
 use crate::wait::{Notices, Subscription};
 
 /// Number of hash slots of a Redis Cluster.
@@ -147,18 +147,14 @@ impl ClusterNode {
     }
 
     /// One acquisition attempt on the master of the key's slot, with the slot's fence counter.
-    pub(crate) async fn attempt(
-        &self,
-        key: &str,
-        redis_key: &str,
-        fence_key: &str,
-        token: &str,
-        ttl_ms: u64,
-    ) -> Result<Attempt, LockError> {
-        let mut conn = self.connection(key).await?;
-        let fence_key = slot_fence_key(fence_key, redis_key);
-        let limit = self.settings.op_timeout;
-        attempt_on(&mut conn, limit, key, redis_key, &fence_key, token, ttl_ms).await
+    pub(crate) async fn attempt(&self, claim: Claim<'_>) -> Result<Attempt, LockError> {
+        let mut conn = self.connection(claim.key).await?;
+        let fence_key = slot_fence_key(claim.fence_key, claim.redis_key);
+        let claim = Claim {
+            fence_key: &fence_key,
+            ..claim
+        };
+        attempt_on(&mut conn, self.settings.op_timeout, claim).await
     }
 
     /// Compare-and-delete with a sharded release notice.

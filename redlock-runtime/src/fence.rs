@@ -7,14 +7,21 @@
 //!
 //! ## Scheme
 //!
-//! The acquire script increments one counter (default Redis key `redlock:fence`, set with
-//! [`LockManagerBuilder::fence_key`](crate::LockManagerBuilder::fence_key)) in the same atomic
-//! step that takes the lock, and returns the new value as the token. The counter is shared by
-//! all keys, so tokens are strictly increasing per key (and globally), across holders, across
-//! expiries, and across processes, while the only state is that one counter: locking a million
-//! distinct keys leaves nothing behind once their leases are gone. A server restart without
-//! persistence resets the counter, like every lock it held; run Redis with AOF or RDB if tokens
-//! must survive that.
+//! Every acquisition increments one counter (default Redis key `redlock:fence`, set with
+//! [`LockManagerBuilder::fence_key`](crate::LockManagerBuilder::fence_key)) and takes the new
+//! value as its token. The counter is shared by all keys, so tokens are strictly increasing per
+//! key (and globally), across holders, across expiries, and across processes, while the only
+//! state is that one counter: locking a million distinct keys leaves nothing behind once their
+//! leases are gone. A server restart without persistence resets the counter, like every lock it
+//! held; run Redis with AOF or RDB if tokens must survive that.
+//!
+//! A lock that is likely free is taken with `SET NX PX` and `INCR` pipelined in one round trip
+//! (the cost of a bare lock); otherwise one script does both atomically. The pipelined pair is
+//! not atomic, and need not be: between our `SET` and our `INCR` nobody else can take the key
+//! unless our lease ran out in between, and an answer that arrives later than the lease (less
+//! 1% for clock rates) is never handed out: the lock is given back and the attempt counts as
+//! failed. So every token in use was drawn while its holder held the lock, and holders hold it
+//! one after another: a later holder's `INCR` comes after an earlier holder's.
 //!
 //! ```
 //! /// A store that refuses writes from holders that lost their lock.

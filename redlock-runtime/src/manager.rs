@@ -12,7 +12,7 @@ use crate::guard::LockGuard;
 use crate::node::Node;
 use crate::options::LockOptions;
 use crate::quorum::Quorum;
-use crate::scripts::Attempt;
+use crate::scripts::{Attempt, Claim};
 use crate::wait::{Backoff, Subscription};
 
 /// Default key prefix: lock `account:7` lives at Redis key `lock:account:7`.
@@ -534,6 +534,7 @@ impl LockManager {
         let mut backoff = Backoff::new(inner.config.backoff_min, inner.config.backoff_max);
         let mut subscription: Option<Subscription> = None;
         let mut attempts = 0u32;
+        let mut seen_busy = false;
         let mut next_subscribe = start;
         // Tasks of this process already waiting for the key go first: a newcomer (often the
         // task that just released it) queues behind them, and each local release hands the
@@ -557,11 +558,24 @@ impl LockManager {
                 sub.arm();
             }
             let sent = Instant::now();
-            let outcome = inner
-                .backend
-                .attempt(key, &redis_key, &inner.config.fence_key, &token, ttl_ms)
-                .await;
+            let claim = Claim {
+                key,
+                redis_key: &redis_key,
+                fence_key: &inner.config.fence_key,
+                token: &token,
+                ttl_ms,
+                likely_free: !seen_busy,
+            };
+            let outcome = inner.backend.attempt(claim).await;
+            seen_busy = matches!(outcome, Ok(Attempt::Busy(_)));
             let (holder_left, failure) = match outcome {
+                Ok(Attempt::Acquired(_)) if !answered_in_time(sent, options.ttl_duration()) => {
+                    // The lease may have run out before the answer came: this token's place
+                    // in the fencing order is not assured, so it is given back, not handed out.
+                    tracing::debug!("acquired after the lease could have run out; retrying");
+                    let _ = inner.backend.release(key, &redis_key, &token).await;
+                    (None, None)
+                }
                 Ok(Attempt::Acquired(fence)) => {
                     let waited = start.elapsed();
                     tracing::debug!(
@@ -763,6 +777,12 @@ pub fn global() -> Result<&'static LockManager, LockError> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
     let manager = LockManager::new(&url)?;
     Ok(GLOBAL.get_or_init(|| manager))
+}
+
+/// Whether an answer to an attempt sent at `sent` came while its lease surely still ran: within
+/// the ttl less 1% for the clocks of this machine and Redis running at different rates.
+fn answered_in_time(sent: Instant, ttl: Duration) -> bool {
+    sent.elapsed() < ttl - ttl / 100
 }
 
 #[cfg(test)]

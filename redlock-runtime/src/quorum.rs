@@ -55,7 +55,7 @@ use futures_util::future::join_all;
 use crate::error::LockError;
 use crate::guard::drift;
 use crate::node::Node;
-use crate::scripts::{self, Attempt};
+use crate::scripts::{self, Attempt, Claim};
 use crate::wait::Subscription;
 
 /// Shortest per-node timeout derived from the ttl.
@@ -162,24 +162,23 @@ impl Quorum {
     }
 
     /// One acquisition attempt on every master; see the module docs.
-    pub(crate) async fn attempt(
-        &self,
-        key: &str,
-        redis_key: &str,
-        fence_key: &str,
-        token: &str,
-        ttl_ms: u64,
-    ) -> Result<Attempt, LockError> {
+    pub(crate) async fn attempt(&self, claim: Claim<'_>) -> Result<Attempt, LockError> {
+        let Claim {
+            key,
+            redis_key,
+            fence_key,
+            token,
+            ttl_ms,
+            ..
+        } = claim;
         let started = Instant::now();
         let ttl = Duration::from_millis(ttl_ms);
         let limit = self.node_limit(ttl);
-        let replies = join_all(self.nodes.iter().map(|node| {
-            bounded(
-                key,
-                limit,
-                node.attempt(key, redis_key, fence_key, token, ttl_ms),
-            )
-        }))
+        let replies = join_all(
+            self.nodes
+                .iter()
+                .map(|node| bounded(key, limit, node.attempt(claim))),
+        )
         .await;
         let tally = Tally::of(replies);
         let needed = self.needed();

@@ -64,7 +64,25 @@ pub(crate) async fn load_all<C: redis::aio::ConnectionLike + Send>(
     }
 }
 
-/// What the acquire script answered.
+/// One acquisition attempt: which lock, for whom, for how long.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim<'a> {
+    /// The lock key as the caller named it (for errors).
+    pub(crate) key: &'a str,
+    /// The lock's Redis key (prefix included).
+    pub(crate) redis_key: &'a str,
+    /// The fencing counter's Redis key.
+    pub(crate) fence_key: &'a str,
+    /// The holder's token.
+    pub(crate) token: &'a str,
+    /// The lease in milliseconds.
+    pub(crate) ttl_ms: u64,
+    /// Whether the lock is expected to be free (no holder seen yet): then the attempt is a bare
+    /// `SET NX PX` pipelined with the counter's `INCR`, and the script runs only if that fails.
+    pub(crate) likely_free: bool,
+}
+
+/// What an acquisition attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Attempt {
     /// Taken, with this fencing token.

@@ -24,7 +24,7 @@ use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServer
 
 use crate::error::LockError;
 use crate::node::Node;
-use crate::scripts::Attempt;
+use crate::scripts::{Attempt, Claim};
 use crate::wait::Subscription;
 
 /// The master named by a set of sentinels, looked up again after a failover.
@@ -158,18 +158,9 @@ impl SentinelNode {
         self.run("", |node| async move { node.ping().await }).await
     }
 
-    pub(crate) async fn attempt(
-        &self,
-        key: &str,
-        redis_key: &str,
-        fence_key: &str,
-        token: &str,
-        ttl_ms: u64,
-    ) -> Result<Attempt, LockError> {
-        self.run(key, |node| async move {
-            node.attempt(key, redis_key, fence_key, token, ttl_ms).await
-        })
-        .await
+    pub(crate) async fn attempt(&self, claim: Claim<'_>) -> Result<Attempt, LockError> {
+        self.run(claim.key, |node| async move { node.attempt(claim).await })
+            .await
     }
 
     pub(crate) async fn release(
