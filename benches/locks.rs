@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo bench --bench locks                      # a throwaway redis-server, full run
 //! BENCH_SECONDS=1 cargo bench --bench locks      # shorter timed workloads
+//! BENCH_ONLY=b cargo bench --bench locks         # one workload
 //! REDIS_URL=redis://127.0.0.1:6379 cargo bench --bench locks
 //! ```
 //!
@@ -12,7 +13,11 @@
 //! - B: 32 tasks on 32 distinct keys for T seconds: cycles/s.
 //! - C: 16 tasks on one key, empty critical section, wait 10 s, T seconds: cycles/s, p50/p99/max
 //!   acquire wait, cycles per task min/max.
-//! - M: memory (resident set) before and after many cycles on distinct keys.
+//! - M: memory of this process (resident set) and of Redis (`used_memory`, keys left) before
+//!   and after a million cycles on distinct keys, each waited for by a second task.
+//!
+//! Also printed for B: CPU time per cycle of this process and of Redis, which explains the
+//! ratios. `BENCH_ONLY=a,b,c,m` picks workloads; `BENCH_MEMORY_CYCLES` sizes M.
 //!
 //! The raw baseline: `SET key token NX PX ttl`, then `EVALSHA` compare-and-delete, on one
 //! multiplexed connection. The last line printed is one JSON object with every figure.
@@ -115,17 +120,18 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// One lock cycle through the manager.
+async fn manager_cycle(locks: &LockManager, key: &str, options: &LockOptions) {
+    let guard = locks.acquire_with(key, options).await.expect("acquire");
+    guard.release().await.expect("release");
+}
+
 async fn one_cycle(ctx: &Ctx, raw: &mut Raw, via: Via, key: &str, token: &str) {
     match via {
         Via::Raw => raw.cycle(&format!("bench:{key}"), token).await,
         Via::Manager => {
             let options = LockOptions::new(Duration::from_millis(TTL_MS));
-            let guard = ctx
-                .locks
-                .acquire_with(&format!("bench:{key}"), &options)
-                .await
-                .expect("acquire");
-            guard.release().await.expect("release");
+            manager_cycle(&ctx.locks, &format!("bench:{key}"), &options).await;
         }
         Via::Attribute => attribute_cycle(&ctx.locks, key)
             .await
@@ -205,14 +211,19 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// CPU time the Redis server has used so far (`INFO cpu`).
-async fn redis_cpu(raw: &Raw) -> Duration {
+/// One section of Redis's `INFO`.
+async fn info(raw: &Raw, section: &str) -> String {
     let mut conn = raw.conn.clone();
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
+    redis::cmd("INFO")
+        .arg(section)
         .query_async(&mut conn)
         .await
-        .expect("INFO cpu");
+        .expect("INFO")
+}
+
+/// CPU time the Redis server has used so far (`INFO cpu`).
+async fn redis_cpu(raw: &Raw) -> Duration {
+    let info = info(raw, "cpu").await;
     let seconds: f64 = info
         .lines()
         .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
@@ -342,30 +353,75 @@ fn rss_kib() -> u64 {
         .map_or(0, |pages| pages * 4)
 }
 
-/// M: resident memory over many cycles on distinct keys (contended now and then, so the
-/// release-notice table is exercised too).
-async fn memory(ctx: &Ctx, cycles: usize) -> (u64, u64, u64) {
-    let options = LockOptions::new(Duration::from_millis(TTL_MS));
-    let warm = cycles / 10;
-    for i in 0..warm {
-        let guard = ctx
-            .locks
-            .acquire_with(&format!("m:{i}"), &options)
-            .await
-            .expect("acquire");
-        guard.release().await.expect("release");
+/// What M measured: cycles run, this process's resident set and Redis's memory before and
+/// after, and the keys left in Redis.
+struct Memory {
+    cycles: u64,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+    redis_before_kib: u64,
+    redis_after_kib: u64,
+    redis_keys_after: u64,
+}
+
+/// Redis's `used_memory` in KiB, and its number of keys.
+async fn redis_memory(raw: &Raw) -> (u64, u64) {
+    let used = info(raw, "memory")
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let keys: u64 = redis::cmd("DBSIZE")
+        .query_async(&mut raw.conn.clone())
+        .await
+        .expect("DBSIZE");
+    (used / 1024, keys)
+}
+
+/// Locks keys `m:{from}` .. `m:{to}`, each one by two tasks at once (so every key is waited for
+/// and its release notices subscribed to), 16 pairs of tasks in parallel.
+async fn memory_phase(ctx: &Arc<Ctx>, from: usize, to: usize) -> u64 {
+    const PAIRS: usize = 16;
+    let mut tasks = Vec::new();
+    for task in 0..2 * PAIRS {
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            let options =
+                LockOptions::new(Duration::from_millis(TTL_MS)).wait(Duration::from_secs(10));
+            let mut n = 0;
+            for i in (from + task / 2..to).step_by(PAIRS) {
+                manager_cycle(&ctx.locks, &format!("m:{i}"), &options).await;
+                n += 1;
+            }
+            n
+        }));
     }
-    let before = rss_kib();
-    for i in warm..cycles {
-        let guard = ctx
-            .locks
-            .acquire_with(&format!("m:{i}"), &options)
-            .await
-            .expect("acquire");
-        guard.release().await.expect("release");
+    let mut cycles = 0;
+    for task in tasks {
+        cycles += task.await.expect("task");
     }
-    let after = rss_kib();
-    (before, after, (cycles - warm) as u64)
+    cycles
+}
+
+/// M: memory over many cycles on distinct keys, each contended by two tasks, so the
+/// release-notice table is exercised too. A tenth as many cycles on other keys warm up first.
+async fn memory(ctx: &Arc<Ctx>, cycles: usize) -> Memory {
+    let (warm, keys) = (cycles / 20, cycles / 2);
+    memory_phase(ctx, 0, warm).await;
+    let rss_before_kib = rss_kib();
+    let (redis_before_kib, _) = redis_memory(&ctx.raw).await;
+    let cycles = memory_phase(ctx, warm, warm + keys).await;
+    let rss_after_kib = rss_kib();
+    let (redis_after_kib, redis_keys_after) = redis_memory(&ctx.raw).await;
+    Memory {
+        cycles,
+        rss_before_kib,
+        rss_after_kib,
+        redis_before_kib,
+        redis_after_kib,
+        redis_keys_after,
+    }
 }
 
 struct Row {
@@ -518,7 +574,7 @@ fn selected(name: &str) -> bool {
 fn main() {
     let seconds = env_f64("BENCH_SECONDS", 5.0);
     let cycles = env_f64("BENCH_CYCLES", 20_000.0) as usize;
-    let memory_cycles = env_f64("BENCH_MEMORY_CYCLES", 200_000.0) as usize;
+    let memory_cycles = env_f64("BENCH_MEMORY_CYCLES", 1_000_000.0) as usize;
     let (_server, url) = match std::env::var("REDIS_URL") {
         Ok(url) => (None, url),
         Err(_) => {
@@ -551,9 +607,19 @@ fn main() {
             });
             let row = run_all(ctx.clone(), name).await;
             if threads == 2 && selected("m") {
-                let (before, after, n) = memory(&ctx, memory_cycles).await;
-                println!("\nM) {n} cycles on distinct keys: resident {before} KiB -> {after} KiB");
-                memory_figures = Some((before, after, n));
+                let m = memory(&ctx, memory_cycles).await;
+                println!(
+                    "\nM) {} cycles on {} distinct keys, each waited for by a second task:\n   \
+                     this process resident {} KiB -> {} KiB; Redis used_memory {} KiB -> {} KiB, {} keys left",
+                    m.cycles,
+                    m.cycles / 2,
+                    m.rss_before_kib,
+                    m.rss_after_kib,
+                    m.redis_before_kib,
+                    m.redis_after_kib,
+                    m.redis_keys_after
+                );
+                memory_figures = Some(m);
             }
             row
         });
@@ -570,9 +636,16 @@ fn main() {
             ));
         }
     }
-    if let Some((before, after, n)) = memory_figures {
+    if let Some(m) = memory_figures {
         json.push_str(&format!(
-            "\"m_cycles\":{n},\"m_rss_before_kib\":{before},\"m_rss_after_kib\":{after},"
+            "\"m_cycles\":{},\"m_rss_before_kib\":{},\"m_rss_after_kib\":{},\
+             \"m_redis_before_kib\":{},\"m_redis_after_kib\":{},\"m_redis_keys_after\":{},",
+            m.cycles,
+            m.rss_before_kib,
+            m.rss_after_kib,
+            m.redis_before_kib,
+            m.redis_after_kib,
+            m.redis_keys_after
         ));
     }
     json.pop();

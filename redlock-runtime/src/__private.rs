@@ -244,41 +244,49 @@ where
             .find(|held| held.manager == id && held.guard.key() == key)
             .map(|held| held.guard.clone())
     };
-    let fresh: Vec<&str> = keys
-        .iter()
-        .map(String::as_str)
-        .filter(|key| reused(key).is_none())
-        .collect();
-    let acquired: Vec<Arc<LockGuard>> = match fresh.as_slice() {
-        [] => Vec::new(),
-        [key] => vec![Arc::new(manager.acquire_with(key, &options).await?)],
-        many => manager
-            .acquire_many(many, &options)
-            .await?
-            .into_iter()
-            .map(Arc::new)
-            .collect(),
-    };
-    let guards: Vec<Arc<LockGuard>> = keys
-        .iter()
-        .map(|key| match reused(key) {
-            Some(guard) => guard,
-            None => acquired
+    // The keys this task does not hold yet, taken together (all or nothing), in sorted order.
+    let acquired: Vec<Arc<LockGuard>> = match keys.as_slice() {
+        [key] if outer.is_empty() => vec![Arc::new(manager.acquire_with(key, &options).await?)],
+        _ => {
+            let fresh: Vec<&str> = keys
                 .iter()
-                .find(|guard| guard.key() == key)
-                .cloned()
-                .unwrap_or_else(|| unreachable!("every fresh key was acquired")),
-        })
-        .collect();
+                .map(String::as_str)
+                .filter(|key| reused(key).is_none())
+                .collect();
+            match fresh.as_slice() {
+                [] => Vec::new(),
+                [key] => vec![Arc::new(manager.acquire_with(key, &options).await?)],
+                many => manager
+                    .acquire_many(many, &options)
+                    .await?
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect(),
+            }
+        }
+    };
+    let guards: Vec<Arc<LockGuard>> = if acquired.len() == keys.len() {
+        acquired.clone()
+    } else {
+        keys.iter()
+            .map(|key| match reused(key) {
+                Some(guard) => guard,
+                None => acquired
+                    .iter()
+                    .find(|guard| guard.key() == key)
+                    .cloned()
+                    .unwrap_or_else(|| unreachable!("every fresh key was acquired")),
+            })
+            .collect()
+    };
     let set = Arc::new(LockSet::new(guards));
-    let mut scope = outer.clone();
+    let mut scope = outer;
     scope.extend(acquired.iter().map(|guard| HeldKey {
         manager: id,
         guard: guard.clone(),
     }));
-    let owned: Vec<&LockGuard> = acquired.iter().map(|guard| &**guard).collect();
     let body = HELD.scope(scope, body(Held(set)));
-    let outcome = renew::hold(&owned, options.renews(), body).await;
-    release_after(&owned).await;
+    let outcome = renew::hold(&acquired, options.renews(), body).await;
+    release_after(&acquired).await;
     outcome
 }

@@ -21,9 +21,10 @@ const LOST: u8 = 2;
 #[must_use = "a lock is released as soon as its guard is dropped"]
 pub struct LockGuard {
     manager: Arc<Inner>,
-    key: String,
+    /// The Redis key; the lock key is what follows the manager's prefix.
     redis_key: String,
-    token: String,
+    key_at: usize,
+    token: Token,
     fence: u64,
     ttl: Duration,
     /// Local, conservative end of the lease: when the last confirmed acquire or renewal was
@@ -35,7 +36,7 @@ pub struct LockGuard {
 impl std::fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockGuard")
-            .field("key", &self.key)
+            .field("key", &self.key())
             .field("fencing_token", &self.fence)
             .field("remaining", &self.remaining())
             .finish_non_exhaustive()
@@ -48,19 +49,36 @@ pub(crate) fn drift(ttl: Duration) -> Duration {
     ttl / 100 + Duration::from_millis(2)
 }
 
+/// A holder's token: 128 random bits (uuid v4) as 32 lowercase hex digits, kept inline.
+#[derive(Clone, Copy)]
+pub(crate) struct Token([u8; 32]);
+
+impl Token {
+    pub(crate) fn new() -> Self {
+        let mut digits = [0u8; 32];
+        uuid::Uuid::new_v4().simple().encode_lower(&mut digits);
+        Self(digits)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 impl LockGuard {
+    /// A guard for the lock at `redis_key`, whose last `key_len` bytes are the lock key.
     pub(crate) fn new(
         manager: Arc<Inner>,
-        key: String,
         redis_key: String,
-        token: String,
+        key_len: usize,
+        token: Token,
         fence: u64,
         ttl: Duration,
         sent: Instant,
     ) -> Self {
         Self {
             manager,
-            key,
+            key_at: redis_key.len() - key_len,
             redis_key,
             token,
             fence,
@@ -72,7 +90,7 @@ impl LockGuard {
 
     /// The lock key, without the manager's prefix.
     pub fn key(&self) -> &str {
-        &self.key
+        &self.redis_key[self.key_at..]
     }
 
     /// The Redis key of the lock (prefix included).
@@ -126,13 +144,13 @@ impl LockGuard {
         let renewed = once_more(|| {
             self.manager
                 .backend
-                .extend(&self.key, &self.redis_key, &self.token, ttl_ms)
+                .extend(self.key(), &self.redis_key, self.token.as_str(), ttl_ms)
         })
         .await
         .or_else(not_ours)?;
         if renewed {
             *self.lease_end.lock().unwrap_or_else(|e| e.into_inner()) = lease_end(sent, self.ttl);
-            tracing::trace!(key = %self.key, "renewed");
+            tracing::trace!(key = self.key(), "renewed");
             Ok(())
         } else {
             self.mark_lost();
@@ -154,10 +172,15 @@ impl LockGuard {
             LOST => return Err(self.lost()),
             _ => return Ok(()),
         }
-        let span = tracing::debug_span!("redlock.release", key = %self.key);
-        release(&self.manager, &self.key, &self.redis_key, &self.token)
-            .instrument(span)
-            .await
+        let span = tracing::debug_span!("redlock.release", key = self.key());
+        release(
+            &self.manager,
+            self.key(),
+            &self.redis_key,
+            self.token.as_str(),
+        )
+        .instrument(span)
+        .await
     }
 
     pub(crate) fn mark_lost(&self) {
@@ -166,13 +189,13 @@ impl LockGuard {
             .compare_exchange(HELD, LOST, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            tracing::warn!(key = %self.key, fence = self.fence, "lock lost");
+            tracing::warn!(key = self.key(), fence = self.fence, "lock lost");
         }
     }
 
     pub(crate) fn lost(&self) -> LockError {
         LockError::Lost {
-            key: self.key.clone(),
+            key: self.key().to_owned(),
         }
     }
 
@@ -237,13 +260,13 @@ async fn release(
 
 /// Releases guards after a locked body finished; failures are logged, never returned, so they
 /// cannot override the body's result (the lease expires anyway).
-pub(crate) async fn release_after(guards: &[&LockGuard]) {
-    for guard in guards {
+pub(crate) async fn release_after(guards: &[impl std::borrow::Borrow<LockGuard>]) {
+    for guard in guards.iter().map(std::borrow::Borrow::borrow) {
         if guard.state.load(Ordering::Acquire) == LOST {
             continue;
         }
         if let Err(e) = guard.release_ref().await {
-            tracing::warn!(key = %guard.key, error = %e, "release failed; the lease will expire");
+            tracing::warn!(key = guard.key(), error = %e, "release failed; the lease will expire");
         }
     }
 }
@@ -254,17 +277,25 @@ impl Drop for LockGuard {
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            tracing::debug!(key = %self.key, "guard dropped outside a runtime; the lease will expire");
+            tracing::debug!(
+                key = self.key(),
+                "guard dropped outside a runtime; the lease will expire"
+            );
             return;
         };
         let manager = self.manager.clone();
-        let key = std::mem::take(&mut self.key);
+        let key_at = self.key_at;
         let redis_key = std::mem::take(&mut self.redis_key);
-        let token = std::mem::take(&mut self.token);
-        let span = tracing::debug_span!("redlock.release", key = %key, on_drop = true);
+        let token = self.token;
+        let span = tracing::debug_span!(
+            "redlock.release",
+            key = &redis_key[key_at..],
+            on_drop = true
+        );
         handle.spawn(
             async move {
-                if let Err(e) = release(&manager, &key, &redis_key, &token).await {
+                let key = &redis_key[key_at..];
+                if let Err(e) = release(&manager, key, &redis_key, token.as_str()).await {
                     tracing::debug!(error = %e, "release on drop failed; the lease will expire");
                 }
             }

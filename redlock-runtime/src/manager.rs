@@ -8,7 +8,7 @@ use tracing::Instrument;
 use crate::backend::Backend;
 use crate::error::LockError;
 use crate::fence;
-use crate::guard::LockGuard;
+use crate::guard::{LockGuard, Token};
 use crate::node::Node;
 use crate::options::LockOptions;
 use crate::quorum::Quorum;
@@ -529,7 +529,7 @@ impl LockManager {
         let start = Instant::now();
         let deadline = start + options.wait_duration();
         let redis_key = inner.redis_key(key);
-        let token = uuid::Uuid::new_v4().simple().to_string();
+        let token = Token::new();
         let ttl_ms = options.ttl_ms();
         let mut backoff = Backoff::new(inner.config.backoff_min, inner.config.backoff_max);
         let mut subscription: Option<Subscription> = None;
@@ -562,7 +562,7 @@ impl LockManager {
                 key,
                 redis_key: &redis_key,
                 fence_key: &inner.config.fence_key,
-                token: &token,
+                token: token.as_str(),
                 ttl_ms,
                 likely_free: !seen_busy,
             };
@@ -573,7 +573,7 @@ impl LockManager {
                     // The lease may have run out before the answer came: this token's place
                     // in the fencing order is not assured, so it is given back, not handed out.
                     tracing::debug!("acquired after the lease could have run out; retrying");
-                    let _ = inner.backend.release(key, &redis_key, &token).await;
+                    let _ = inner.backend.release(key, &redis_key, token.as_str()).await;
                     (None, None)
                 }
                 Ok(Attempt::Acquired(fence)) => {
@@ -586,8 +586,8 @@ impl LockManager {
                     );
                     return Ok(LockGuard::new(
                         self.inner.clone(),
-                        key.to_owned(),
                         redis_key,
+                        key.len(),
                         token,
                         fence,
                         options.ttl_duration(),
@@ -713,8 +713,13 @@ impl LockManager {
         Fut: std::future::Future<Output = T>,
     {
         let guard = Arc::new(self.acquire_with(key, options).await?);
-        let outcome = crate::renew::hold(&[&guard], options.renews(), body(guard.clone())).await;
-        crate::guard::release_after(&[&guard]).await;
+        let outcome = crate::renew::hold(
+            std::slice::from_ref(&guard),
+            options.renews(),
+            body(guard.clone()),
+        )
+        .await;
+        crate::guard::release_after(std::slice::from_ref(&guard)).await;
         outcome
     }
 }

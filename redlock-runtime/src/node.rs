@@ -61,7 +61,9 @@ impl Node {
             .get_or_try_init(|| async {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(limit))
-                    .set_response_timeout(Some(limit))
+                    // Every request is bounded by `query_on`/`eval_on`; a second timer per
+                    // request would add cost and no recovery (a timeout does not reconnect).
+                    .set_response_timeout(None)
                     .set_number_of_retries(1)
                     .set_min_delay(Duration::from_millis(20))
                     .set_max_delay(Duration::from_millis(500));

@@ -10,6 +10,7 @@
 //! of the whole process (a stopped VM, a long GC-like stall of the runtime) the renewal loop and
 //! the body wake together, and the body must not take one more step without a valid lease.
 
+use std::borrow::Borrow;
 use std::future::Future;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ const RETRY: Duration = Duration::from_millis(50);
 
 /// Runs `body` while `guards` are held, renewing them when `renew` is set.
 pub async fn hold<F: Future>(
-    guards: &[&LockGuard],
+    guards: &[impl Borrow<LockGuard>],
     renew: bool,
     body: F,
 ) -> Result<F::Output, LockError> {
@@ -31,13 +32,22 @@ pub async fn hold<F: Future>(
     }
     let mut body = std::pin::pin!(body);
     let mut renewal = std::pin::pin!(keep_alive(guards));
+    // The renewal loop starts once the body first waits: a body that finishes in its first poll
+    // (no renewal can be due yet) never sets a timer.
+    let mut renewing = false;
     std::future::poll_fn(|cx| {
         // Renewal first, so a confirmation that has arrived counts before the lease check.
-        if let Poll::Ready(lost) = renewal.as_mut().poll(cx) {
-            return Poll::Ready(Err(lost));
+        if renewing {
+            if let Poll::Ready(lost) = renewal.as_mut().poll(cx) {
+                return Poll::Ready(Err(lost));
+            }
         }
         let now = Instant::now();
-        if let Some(guard) = guards.iter().find(|guard| guard.lease_end() <= now) {
+        if let Some(guard) = guards
+            .iter()
+            .map(Borrow::borrow)
+            .find(|guard| guard.lease_end() <= now)
+        {
             tracing::warn!(
                 key = guard.key(),
                 "lease ran out before the body could run again"
@@ -45,21 +55,30 @@ pub async fn hold<F: Future>(
             guard.mark_lost();
             return Poll::Ready(Err(guard.lost()));
         }
-        body.as_mut().poll(cx).map(Ok)
+        if let Poll::Ready(output) = body.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        if !renewing {
+            renewing = true;
+            if let Poll::Ready(lost) = renewal.as_mut().poll(cx) {
+                return Poll::Ready(Err(lost));
+            }
+        }
+        Poll::Pending
     })
     .await
 }
 
 /// Renews every guard when due; returns only when one of them is lost.
-async fn keep_alive(guards: &[&LockGuard]) -> LockError {
+async fn keep_alive(guards: &[impl Borrow<LockGuard>]) -> LockError {
     loop {
         let due = guards
             .iter()
-            .map(|guard| guard.renew_at())
+            .map(|guard| guard.borrow().renew_at())
             .min()
             .unwrap_or_else(Instant::now);
         tokio::time::sleep_until(due.into()).await;
-        for guard in guards {
+        for guard in guards.iter().map(Borrow::borrow) {
             if guard.renew_at() <= Instant::now() {
                 if let Err(lost) = renew_one(guard).await {
                     return lost;
