@@ -600,7 +600,13 @@ fn main() {
         .expect("runtime");
         let row = rt.block_on(async {
             let ctx = Arc::new(Ctx {
-                locks: LockManager::new(&url).expect("manager"),
+                locks: match std::env::var("BENCH_CONNECTIONS") {
+                    Ok(n) => LockManager::builder(url.as_str())
+                        .connections(n.parse().expect("BENCH_CONNECTIONS: a number"))
+                        .build(),
+                    Err(_) => LockManager::new(&url),
+                }
+                .expect("manager"),
                 raw: Raw::new(&url).await,
                 seconds,
                 cycles,

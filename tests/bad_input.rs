@@ -639,3 +639,25 @@ fn malformed_urls_are_config_errors_that_hide_passwords() {
         }
     }
 }
+
+#[test]
+fn connection_counts_outside_one_to_sixty_four_are_config_errors() {
+    for count in [0, 65] {
+        let err = LockManager::builder("redis://127.0.0.1:6379")
+            .connections(count)
+            .build()
+            .unwrap_err();
+        match &err {
+            LockError::Config(message) => {
+                assert!(message.contains("connections"), "{count}: {message}")
+            }
+            other => panic!("{count}: {other:?}"),
+        }
+    }
+    for count in [1, 64] {
+        assert!(LockManager::builder("redis://127.0.0.1:6379")
+            .connections(count)
+            .build()
+            .is_ok());
+    }
+}

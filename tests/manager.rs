@@ -442,3 +442,32 @@ async fn unreachable_server_and_bad_url_give_typed_errors() {
     assert!(matches!(err, LockError::Redis { .. }), "{err:?}");
     assert!(start.elapsed() < Duration::from_secs(3));
 }
+
+/// The clients Redis lists, without the one asking.
+fn clients(server: &RedisServer) -> Vec<String> {
+    let list = server.command(&["CLIENT", "LIST"]).unwrap();
+    list.lines()
+        .filter(|line| !line.contains("cmd=client|list"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn keys_spread_over_the_command_connections() {
+    let server = server();
+    let locks = LockManager::builder(server.url())
+        .connections(3)
+        .notifications(false)
+        .build()
+        .unwrap();
+    locks.ping().await.unwrap();
+    assert_eq!(clients(&server).len(), 1, "{:?}", clients(&server));
+    for i in 0..60 {
+        let guard = locks
+            .acquire_with(&format!("spread:{i}"), &options(1_000, 0))
+            .await
+            .unwrap();
+        guard.release().await.unwrap();
+    }
+    assert_eq!(clients(&server).len(), 3, "{:?}", clients(&server));
+}

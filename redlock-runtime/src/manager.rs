@@ -15,6 +15,11 @@ use crate::quorum::Quorum;
 use crate::scripts::{Attempt, Claim};
 use crate::wait::{Backoff, Subscription};
 
+/// Default number of command connections per Redis server.
+const DEFAULT_CONNECTIONS: usize = 2;
+/// Most command connections per Redis server.
+const MAX_CONNECTIONS: usize = 64;
+
 /// Default key prefix: lock `account:7` lives at Redis key `lock:account:7`.
 pub const DEFAULT_PREFIX: &str = "lock:";
 
@@ -58,6 +63,7 @@ pub(crate) struct Config {
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) fence_key: String,
+    pub(crate) connections: usize,
 }
 
 impl std::fmt::Debug for LockManager {
@@ -154,6 +160,15 @@ impl LockManagerBuilder {
         self
     }
 
+    /// Command connections per Redis server (default 2, at most 64; not for a cluster, whose
+    /// connection already has one per node). Each lock key always uses the same connection,
+    /// so the commands on one lock stay in order; several keys spread over them, which lets
+    /// Redis and this process overlap their work when many tasks lock at once.
+    pub fn connections(mut self, per_server: usize) -> Self {
+        self.config.connections = per_server;
+        self
+    }
+
     /// Redlock only: upper bound on one master's answer during acquire and extend (default: a
     /// tenth of the lock's ttl, at least 10 ms, at most the operation timeout). A master that
     /// is down or paused costs at most this much per attempt.
@@ -211,6 +226,12 @@ impl LockManagerBuilder {
         if config.backoff_min.is_zero() || config.backoff_min > config.backoff_max {
             return Err(LockError::Config("backoff needs 0 < min <= max".into()));
         }
+        if !(1..=MAX_CONNECTIONS).contains(&config.connections) {
+            return Err(LockError::Config(format!(
+                "connections per server must be 1 to {MAX_CONNECTIONS}, got {}",
+                config.connections
+            )));
+        }
         if self.node_timeout.is_some_and(|limit| limit.is_zero()) {
             return Err(LockError::Config("node timeout must be above zero".into()));
         }
@@ -228,6 +249,7 @@ impl LockManagerBuilder {
                 self.client(url)?,
                 config.op_timeout,
                 self.notifications,
+                config.connections,
             )),
             Target::Redlock(urls) => {
                 check_urls("redlock", urls)?;
@@ -245,6 +267,7 @@ impl LockManagerBuilder {
                             self.client(url)?,
                             config.op_timeout,
                             self.notifications,
+                            config.connections,
                         ))
                     })
                     .collect::<Result<Vec<_>, LockError>>()?;
@@ -286,6 +309,7 @@ impl LockManagerBuilder {
                     service,
                     config.op_timeout,
                     self.notifications,
+                    config.connections,
                 )
                 .map_err(|e| {
                     let urls: Vec<String> = sentinels.iter().map(|u| redact(u)).collect();
@@ -470,6 +494,7 @@ impl LockManager {
                 backoff_min: Duration::from_millis(2),
                 backoff_max: Duration::from_millis(200),
                 fence_key: fence::DEFAULT_COUNTER_KEY.to_owned(),
+                connections: DEFAULT_CONNECTIONS,
             },
             notifications: true,
         }

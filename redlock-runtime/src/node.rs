@@ -4,6 +4,7 @@
 //! for any async connection, so a Redis Cluster connection runs the very same fast path and
 //! scripts as a single server.
 
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -15,22 +16,32 @@ use crate::wait::{Notices, Subscription};
 
 /// A Redis server that holds locks.
 ///
-/// The command connection is a multiplexed [`ConnectionManager`] created on first use (so a
-/// manager can be built outside a runtime) that reconnects by itself after a restart. Every
-/// round trip is bounded by the operation timeout.
+/// Commands go over a few multiplexed [`ConnectionManager`]s, each created on first use (so a
+/// manager can be built outside a runtime) and reconnecting by itself after a restart. A lock
+/// key always uses the same one, so the commands on one lock stay in order and a retry after a
+/// broken connection goes where the reconnection is under way; several keys spread over them,
+/// so that under load Redis works through one connection's batch while this process prepares
+/// another's. Every round trip is bounded by the operation timeout.
 pub(crate) struct Node {
     client: redis::Client,
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    conns: Box<[tokio::sync::OnceCell<ConnectionManager>]>,
     op_timeout: Duration,
     notices: Option<Notices>,
 }
 
 impl Node {
-    pub(crate) fn new(client: redis::Client, op_timeout: Duration, notifications: bool) -> Self {
+    pub(crate) fn new(
+        client: redis::Client,
+        op_timeout: Duration,
+        notifications: bool,
+        connections: usize,
+    ) -> Self {
         let notices = notifications.then(|| Notices::new(&client, op_timeout));
         Self {
             client,
-            conn: tokio::sync::OnceCell::new(),
+            conns: (0..connections.max(1))
+                .map(|_| tokio::sync::OnceCell::new())
+                .collect(),
             op_timeout,
             notices,
         }
@@ -54,10 +65,17 @@ impl Node {
         Some(self.notices.as_ref()?.subscribe(channel).await)
     }
 
-    /// The command connection, created on first use.
-    async fn connection(&self, key: &str) -> Result<ConnectionManager, LockError> {
+    /// The command connection for `redis_key`, created on first use.
+    async fn connection(&self, key: &str, redis_key: &str) -> Result<ConnectionManager, LockError> {
         let limit = self.op_timeout;
-        self.conn
+        let slot = match self.conns.len() {
+            1 => 0,
+            n => {
+                (BuildHasherDefault::<DefaultHasher>::default().hash_one(redis_key) % n as u64)
+                    as usize
+            }
+        };
+        self.conns[slot]
             .get_or_try_init(|| async {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(limit))
@@ -78,14 +96,14 @@ impl Node {
 
     /// Sends `PING`.
     pub(crate) async fn ping(&self) -> Result<(), LockError> {
-        let mut conn = self.connection("").await?;
+        let mut conn = self.connection("", "").await?;
         let _: String = query_on(&mut conn, self.op_timeout, "", &redis::cmd("PING")).await?;
         Ok(())
     }
 
     /// One acquisition attempt (see [`attempt_on`]).
     pub(crate) async fn attempt(&self, claim: Claim<'_>) -> Result<Attempt, LockError> {
-        let mut conn = self.connection(claim.key).await?;
+        let mut conn = self.connection(claim.key, claim.redis_key).await?;
         attempt_on(&mut conn, self.op_timeout, claim).await
     }
 
@@ -98,7 +116,7 @@ impl Node {
         redis_key: &str,
         token: &str,
     ) -> Result<bool, LockError> {
-        let mut conn = self.connection(key).await?;
+        let mut conn = self.connection(key, redis_key).await?;
         release_on(&mut conn, self.op_timeout, script, key, redis_key, token).await
     }
 
@@ -122,7 +140,7 @@ impl Node {
         token: &str,
         ttl_ms: u64,
     ) -> Result<bool, LockError> {
-        let mut conn = self.connection(key).await?;
+        let mut conn = self.connection(key, redis_key).await?;
         extend_on(&mut conn, self.op_timeout, key, redis_key, token, ttl_ms).await
     }
 
@@ -133,7 +151,7 @@ impl Node {
         fence_key: &str,
         token: u64,
     ) -> Result<u64, LockError> {
-        let mut conn = self.connection(key).await?;
+        let mut conn = self.connection(key, fence_key).await?;
         let mut invocation = scripts::RAISE_FENCE.key(fence_key);
         invocation.arg(token);
         eval_on(&mut conn, self.op_timeout, key, &invocation).await

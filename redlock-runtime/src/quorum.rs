@@ -370,7 +370,7 @@ mod tests {
             .map(|i| {
                 let client =
                     redis::Client::open(format!("redis://127.0.0.1:{}", 1000 + i)).unwrap();
-                Node::new(client, Duration::from_secs(2), false)
+                Node::new(client, Duration::from_secs(2), false, 1)
             })
             .collect();
         Quorum::new(nodes, Duration::from_secs(2), None)

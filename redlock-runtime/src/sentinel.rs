@@ -34,6 +34,7 @@ pub(crate) struct SentinelNode {
     master: Mutex<Option<Arc<Node>>>,
     op_timeout: Duration,
     notifications: bool,
+    connections: usize,
 }
 
 impl SentinelNode {
@@ -42,6 +43,7 @@ impl SentinelNode {
         service: &str,
         op_timeout: Duration,
         notifications: bool,
+        connections: usize,
     ) -> redis::RedisResult<Self> {
         #[allow(unused_mut)]
         let mut node_info = SentinelNodeConnectionInfo::default();
@@ -63,6 +65,7 @@ impl SentinelNode {
             master: Mutex::new(None),
             op_timeout,
             notifications,
+            connections,
         })
     }
 
@@ -95,7 +98,12 @@ impl SentinelNode {
             Ok(client) => client.map_err(|e| LockError::redis(key, e))?,
             Err(_) => return Err(LockError::no_answer(key, limit)),
         };
-        let node = Arc::new(Node::new(client, self.op_timeout, self.notifications));
+        let node = Arc::new(Node::new(
+            client,
+            self.op_timeout,
+            self.notifications,
+            self.connections,
+        ));
         tracing::debug!(master = %node.addr(), "sentinels named the master");
         *self.master.lock().unwrap_or_else(|e| e.into_inner()) = Some(node.clone());
         Ok(node)
