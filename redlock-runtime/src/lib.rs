@@ -16,9 +16,10 @@
 //! `cluster`) and Sentinel (`LockManager::sentinel`, feature `sentinel`); `rediss://` with the
 //! `tls` feature. The attribute and the guards work the same over each.
 //!
-//! How it works: acquire is one Lua script (`SET NX PX` plus the fencing counter, or the
-//! holder's remaining lease when busy); release is compare-and-delete that publishes a release
-//! notice; extend is compare-and-pexpire. Waiters wake on the notice (see [`wait`](crate#waiting))
+//! How it works: acquire is one round trip: `SET NX PX` pipelined with the fencing counter's
+//! `INCR` while the lock looks free, a Lua script (taking the lock and the counter atomically,
+//! or returning the holder's remaining lease) once it was seen busy; release is
+//! compare-and-delete that publishes a release notice; extend is compare-and-pexpire. Waiters wake on the notice (see [`wait`](crate#waiting))
 //! and otherwise poll with jittered backoff, never past the holder's lease.
 //!
 //! ```no_run
