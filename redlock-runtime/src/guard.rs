@@ -26,6 +26,8 @@ pub struct LockGuard {
     key_at: usize,
     token: Token,
     fence: u64,
+    /// When the acquire that took the lock was sent.
+    taken: Instant,
     ttl: Duration,
     /// Local, conservative end of the lease: when the last confirmed acquire or renewal was
     /// *sent*, plus the ttl, minus the clock drift allowance.
@@ -82,6 +84,7 @@ impl LockGuard {
             redis_key,
             token,
             fence,
+            taken: sent,
             ttl,
             lease_end: Mutex::new(lease_end(sent, ttl)),
             state: AtomicU8::new(HELD),
@@ -139,6 +142,12 @@ impl LockGuard {
         if self.state.load(Ordering::Acquire) != HELD {
             return Err(self.lost());
         }
+        let result = self.extend_once().await;
+        crate::metrics::renew(&result);
+        result
+    }
+
+    async fn extend_once(&self) -> Result<(), LockError> {
         let sent = Instant::now();
         let ttl_ms = self.ttl.as_millis() as u64;
         let renewed = once_more(|| {
@@ -178,6 +187,7 @@ impl LockGuard {
             self.key(),
             &self.redis_key,
             self.token.as_str(),
+            self.taken,
         )
         .instrument(span)
         .await
@@ -190,6 +200,7 @@ impl LockGuard {
             .is_ok()
         {
             tracing::warn!(key = self.key(), fence = self.fence, "lock lost");
+            crate::metrics::lost();
         }
     }
 
@@ -236,6 +247,18 @@ fn lease_end(sent: Instant, ttl: Duration) -> Instant {
 }
 
 async fn release(
+    manager: &Inner,
+    key: &str,
+    redis_key: &str,
+    token: &str,
+    taken: Instant,
+) -> Result<(), LockError> {
+    let result = release_once(manager, key, redis_key, token).await;
+    crate::metrics::release(&result, taken);
+    result
+}
+
+async fn release_once(
     manager: &Inner,
     key: &str,
     redis_key: &str,
@@ -287,6 +310,7 @@ impl Drop for LockGuard {
         let key_at = self.key_at;
         let redis_key = std::mem::take(&mut self.redis_key);
         let token = self.token;
+        let taken = self.taken;
         let span = tracing::debug_span!(
             "redlock.release",
             key = &redis_key[key_at..],
@@ -295,7 +319,7 @@ impl Drop for LockGuard {
         handle.spawn(
             async move {
                 let key = &redis_key[key_at..];
-                if let Err(e) = release(&manager, key, &redis_key, token.as_str()).await {
+                if let Err(e) = release(&manager, key, &redis_key, token.as_str(), taken).await {
                     tracing::debug!(error = %e, "release on drop failed; the lease will expire");
                 }
             }

@@ -56,6 +56,7 @@ mod error;
 pub mod fence;
 mod guard;
 mod manager;
+pub mod metrics;
 mod node;
 mod options;
 pub mod quorum;

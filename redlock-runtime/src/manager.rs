@@ -541,8 +541,11 @@ impl LockManager {
         options: &LockOptions,
     ) -> Result<LockGuard, LockError> {
         options.validate()?;
+        let asked = crate::metrics::Asked::now();
         let span = tracing::debug_span!("redlock.acquire", key, ttl_ms = options.ttl_ms());
-        self.acquire_inner(key, options).instrument(span).await
+        let result = self.acquire_inner(key, options).instrument(span).await;
+        asked.ended(&result);
+        result
     }
 
     async fn acquire_inner(

@@ -1,0 +1,101 @@
+//! Metrics through the `metrics` facade (feature `metrics`): real lock operations against a real
+//! Redis, seen by a recorder that keeps what it is given.
+
+use std::time::Duration;
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::MetricKind;
+use redlock::testing::RedisServer;
+use redlock::{LockError, LockManager, LockOptions};
+
+type Entry = (
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+);
+
+/// The value of counter `name`, with label `outcome` when given (0 when never touched).
+fn counter(entries: &[Entry], name: &str, outcome: Option<&str>) -> u64 {
+    entries
+        .iter()
+        .filter(|(key, ..)| key.kind() == MetricKind::Counter && key.key().name() == name)
+        .filter(|(key, ..)| {
+            outcome.is_none_or(|want| {
+                key.key()
+                    .labels()
+                    .any(|label| label.key() == "outcome" && label.value() == want)
+            })
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => *n,
+            other => panic!("{name} is not a counter: {other:?}"),
+        })
+        .sum()
+}
+
+/// The values recorded into histogram `name`.
+fn histogram(entries: &[Entry], name: &str) -> Vec<f64> {
+    entries
+        .iter()
+        .filter(|(key, ..)| key.kind() == MetricKind::Histogram && key.key().name() == name)
+        .flat_map(|(.., value)| match value {
+            DebugValue::Histogram(values) => {
+                values.iter().map(|v| v.into_inner()).collect::<Vec<f64>>()
+            }
+            other => panic!("{name} is not a histogram: {other:?}"),
+        })
+        .collect()
+}
+
+// A current-thread runtime: every lock operation runs on the thread whose local recorder is set.
+#[tokio::test]
+async fn acquisitions_releases_renewals_and_losses_are_counted_and_timed() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let server = RedisServer::spawn().unwrap();
+    let locks = LockManager::new(&server.url()).unwrap();
+    let options = LockOptions::new(Duration::from_secs(5));
+
+    let guard = locks.acquire_with("held", &options).await.unwrap();
+    let busy = locks.acquire_with("held", &options).await;
+    assert!(matches!(busy, Err(LockError::Timeout { .. })), "{busy:?}");
+    guard.extend().await.unwrap();
+    guard.release().await.unwrap();
+
+    let guard = locks.acquire_with("gone", &options).await.unwrap();
+    server.command(&["DEL", "lock:gone"]).unwrap();
+    let extended = guard.extend().await;
+    assert!(
+        matches!(extended, Err(LockError::Lost { .. })),
+        "{extended:?}"
+    );
+
+    server.command(&["RPUSH", "lock:typed", "a list"]).unwrap();
+    let wrong = locks.acquire_with("typed", &options).await;
+    assert!(
+        matches!(wrong, Err(LockError::WrongType { .. })),
+        "{wrong:?}"
+    );
+
+    let entries = snapshotter.snapshot().into_vec();
+    let count = |name, outcome| counter(&entries, name, outcome);
+    assert_eq!(count("redlock_acquire_total", Some("acquired")), 2);
+    assert_eq!(count("redlock_acquire_total", Some("busy")), 1);
+    assert_eq!(count("redlock_acquire_total", Some("error")), 1);
+    assert_eq!(count("redlock_release_total", Some("released")), 1);
+    assert_eq!(count("redlock_renew_total", Some("renewed")), 1);
+    assert_eq!(count("redlock_renew_total", Some("lost")), 1);
+    assert_eq!(count("redlock_lost_total", None), 1);
+
+    let waits = histogram(&entries, "redlock_acquire_wait_seconds");
+    assert_eq!(waits.len(), 2, "{waits:?}");
+    let holds = histogram(&entries, "redlock_hold_seconds");
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert!(
+        holds[0] > 0.0 && holds[0] < 5.0,
+        "held for {} s, between acquiring and releasing",
+        holds[0]
+    );
+}
