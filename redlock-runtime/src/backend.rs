@@ -16,7 +16,7 @@ use crate::cluster::ClusterNode;
 use crate::error::LockError;
 use crate::node::Node;
 use crate::quorum::Quorum;
-use crate::scripts::{Attempt, Claim};
+use crate::scripts::{Attempt, Claim, Holding};
 #[cfg(feature = "sentinel")]
 use crate::sentinel::SentinelNode;
 use crate::wait::{Notices, Subscription};
@@ -94,22 +94,11 @@ impl Backend {
         dispatch!(self, node => node.attempt(claim))
     }
 
-    pub(crate) async fn release(
-        &self,
-        key: &str,
-        redis_key: &str,
-        token: &str,
-    ) -> Result<bool, LockError> {
-        dispatch!(self, node => node.release(key, redis_key, token))
+    pub(crate) async fn release(&self, lock: Holding<'_>) -> Result<bool, LockError> {
+        dispatch!(self, node => node.release(lock))
     }
 
-    pub(crate) async fn extend(
-        &self,
-        key: &str,
-        redis_key: &str,
-        token: &str,
-        ttl_ms: u64,
-    ) -> Result<bool, LockError> {
-        dispatch!(self, node => node.extend(key, redis_key, token, ttl_ms))
+    pub(crate) async fn extend(&self, lock: Holding<'_>, ttl_ms: u64) -> Result<bool, LockError> {
+        dispatch!(self, node => node.extend(lock, ttl_ms))
     }
 }

@@ -32,7 +32,7 @@ use redis::cluster_async::ClusterConnection;
 
 use crate::error::LockError;
 use crate::node::{attempt_on, extend_on, query_on, release_on};
-use crate::scripts::{self, Attempt, Claim};
+use crate::scripts::{self, Attempt, Claim, Holding};
 use crate::wait::{Notices, Subscription};
 
 /// Number of hash slots of a Redis Cluster.
@@ -158,36 +158,16 @@ impl ClusterNode {
     }
 
     /// Compare-and-delete with a sharded release notice.
-    pub(crate) async fn release(
-        &self,
-        key: &str,
-        redis_key: &str,
-        token: &str,
-    ) -> Result<bool, LockError> {
-        let mut conn = self.connection(key).await?;
+    pub(crate) async fn release(&self, lock: Holding<'_>) -> Result<bool, LockError> {
+        let mut conn = self.connection(lock.key).await?;
         let limit = self.settings.op_timeout;
-        release_on(
-            &mut conn,
-            limit,
-            &scripts::RELEASE_SHARDED,
-            key,
-            redis_key,
-            token,
-        )
-        .await
+        release_on(&mut conn, limit, &scripts::RELEASE_SHARDED, lock).await
     }
 
     /// Compare-and-pexpire.
-    pub(crate) async fn extend(
-        &self,
-        key: &str,
-        redis_key: &str,
-        token: &str,
-        ttl_ms: u64,
-    ) -> Result<bool, LockError> {
-        let mut conn = self.connection(key).await?;
-        let limit = self.settings.op_timeout;
-        extend_on(&mut conn, limit, key, redis_key, token, ttl_ms).await
+    pub(crate) async fn extend(&self, lock: Holding<'_>, ttl_ms: u64) -> Result<bool, LockError> {
+        let mut conn = self.connection(lock.key).await?;
+        extend_on(&mut conn, self.settings.op_timeout, lock, ttl_ms).await
     }
 }
 

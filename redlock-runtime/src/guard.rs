@@ -8,6 +8,7 @@ use tracing::Instrument;
 
 use crate::error::LockError;
 use crate::manager::Inner;
+use crate::scripts::Holding;
 
 const HELD: u8 = 0;
 const RELEASED: u8 = 1;
@@ -150,13 +151,9 @@ impl LockGuard {
     async fn extend_once(&self) -> Result<(), LockError> {
         let sent = Instant::now();
         let ttl_ms = self.ttl.as_millis() as u64;
-        let renewed = once_more(|| {
-            self.manager
-                .backend
-                .extend(self.key(), &self.redis_key, self.token.as_str(), ttl_ms)
-        })
-        .await
-        .or_else(not_ours)?;
+        let renewed = once_more(|| self.manager.backend.extend(self.holding(), ttl_ms))
+            .await
+            .or_else(not_ours)?;
         if renewed {
             *self.lease_end.lock().unwrap_or_else(|e| e.into_inner()) = lease_end(sent, self.ttl);
             tracing::trace!(key = self.key(), "renewed");
@@ -182,15 +179,18 @@ impl LockGuard {
             _ => return Ok(()),
         }
         let span = tracing::debug_span!("redlock.release", key = self.key());
-        release(
-            &self.manager,
-            self.key(),
-            &self.redis_key,
-            self.token.as_str(),
-            self.taken,
-        )
-        .instrument(span)
-        .await
+        release(&self.manager, self.holding(), self.taken)
+            .instrument(span)
+            .await
+    }
+
+    /// The lock as release and extend name it.
+    fn holding(&self) -> Holding<'_> {
+        Holding {
+            key: self.key(),
+            redis_key: &self.redis_key,
+            token: self.token.as_str(),
+        }
     }
 
     pub(crate) fn mark_lost(&self) {
@@ -246,37 +246,26 @@ fn lease_end(sent: Instant, ttl: Duration) -> Instant {
     sent + ttl.saturating_sub(drift(ttl))
 }
 
-async fn release(
-    manager: &Inner,
-    key: &str,
-    redis_key: &str,
-    token: &str,
-    taken: Instant,
-) -> Result<(), LockError> {
-    let result = release_once(manager, key, redis_key, token).await;
+async fn release(manager: &Inner, lock: Holding<'_>, taken: Instant) -> Result<(), LockError> {
+    let result = release_once(manager, lock).await;
     crate::metrics::release(&result, taken);
     result
 }
 
-async fn release_once(
-    manager: &Inner,
-    key: &str,
-    redis_key: &str,
-    token: &str,
-) -> Result<(), LockError> {
-    let released = once_more(|| manager.backend.release(key, redis_key, token))
+async fn release_once(manager: &Inner, lock: Holding<'_>) -> Result<(), LockError> {
+    let released = once_more(|| manager.backend.release(lock))
         .await
         .or_else(not_ours)?;
     if released {
         if let Some(notices) = manager.backend.local_notices() {
-            notices.released_locally(redis_key);
+            notices.released_locally(lock.redis_key);
         }
         tracing::debug!("released");
         Ok(())
     } else {
         tracing::debug!("already expired or taken over at release");
         Err(LockError::Lost {
-            key: key.to_owned(),
+            key: lock.key.to_owned(),
         })
     }
 }
@@ -319,7 +308,12 @@ impl Drop for LockGuard {
         handle.spawn(
             async move {
                 let key = &redis_key[key_at..];
-                if let Err(e) = release(&manager, key, &redis_key, token.as_str(), taken).await {
+                let lock = Holding {
+                    key,
+                    redis_key: &redis_key,
+                    token: token.as_str(),
+                };
+                if let Err(e) = release(&manager, lock, taken).await {
                     tracing::debug!(error = %e, "release on drop failed; the lease will expire");
                 }
             }

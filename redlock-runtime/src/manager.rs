@@ -601,7 +601,7 @@ impl LockManager {
                     // The lease may have run out before the answer came: this token's place
                     // in the fencing order is not assured, so it is given back, not handed out.
                     tracing::debug!("acquired after the lease could have run out; retrying");
-                    let _ = inner.backend.release(key, &redis_key, token.as_str()).await;
+                    let _ = inner.backend.release(claim.holding()).await;
                     (None, None)
                 }
                 Ok(Attempt::Acquired(fence)) => {

@@ -11,7 +11,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use crate::error::LockError;
-use crate::scripts::{self, Attempt, Claim};
+use crate::scripts::{self, Attempt, Claim, Holding};
 use crate::wait::{Notices, Subscription};
 
 /// A Redis server that holds locks.
@@ -112,36 +112,22 @@ impl Node {
     pub(crate) async fn release_with(
         &self,
         script: &Script,
-        key: &str,
-        redis_key: &str,
-        token: &str,
+        lock: Holding<'_>,
     ) -> Result<bool, LockError> {
-        let mut conn = self.connection(key, redis_key).await?;
-        release_on(&mut conn, self.op_timeout, script, key, redis_key, token).await
+        let mut conn = self.connection(lock.key, lock.redis_key).await?;
+        release_on(&mut conn, self.op_timeout, script, lock).await
     }
 
     /// Compare-and-delete publishing a release notice; `false` when the token no longer holds
     /// the lock.
-    pub(crate) async fn release(
-        &self,
-        key: &str,
-        redis_key: &str,
-        token: &str,
-    ) -> Result<bool, LockError> {
-        self.release_with(&scripts::RELEASE, key, redis_key, token)
-            .await
+    pub(crate) async fn release(&self, lock: Holding<'_>) -> Result<bool, LockError> {
+        self.release_with(&scripts::RELEASE, lock).await
     }
 
     /// Compare-and-pexpire; `false` when the token no longer holds the lock.
-    pub(crate) async fn extend(
-        &self,
-        key: &str,
-        redis_key: &str,
-        token: &str,
-        ttl_ms: u64,
-    ) -> Result<bool, LockError> {
-        let mut conn = self.connection(key, redis_key).await?;
-        extend_on(&mut conn, self.op_timeout, key, redis_key, token, ttl_ms).await
+    pub(crate) async fn extend(&self, lock: Holding<'_>, ttl_ms: u64) -> Result<bool, LockError> {
+        let mut conn = self.connection(lock.key, lock.redis_key).await?;
+        extend_on(&mut conn, self.op_timeout, lock, ttl_ms).await
     }
 
     /// Raises the fencing counter at `fence_key` to at least `token` (Redlock fencing).
@@ -203,13 +189,11 @@ pub(crate) async fn release_on<C: ConnectionLike + Send>(
     conn: &mut C,
     limit: Duration,
     script: &Script,
-    key: &str,
-    redis_key: &str,
-    token: &str,
+    lock: Holding<'_>,
 ) -> Result<bool, LockError> {
-    let mut invocation = script.key(redis_key);
-    invocation.arg(token);
-    let released: i64 = eval_on(conn, limit, key, &invocation).await?;
+    let mut invocation = script.key(lock.redis_key);
+    invocation.arg(lock.token);
+    let released: i64 = eval_on(conn, limit, lock.key, &invocation).await?;
     Ok(released == 1)
 }
 
@@ -217,14 +201,12 @@ pub(crate) async fn release_on<C: ConnectionLike + Send>(
 pub(crate) async fn extend_on<C: ConnectionLike + Send>(
     conn: &mut C,
     limit: Duration,
-    key: &str,
-    redis_key: &str,
-    token: &str,
+    lock: Holding<'_>,
     ttl_ms: u64,
 ) -> Result<bool, LockError> {
-    let mut invocation = scripts::EXTEND.key(redis_key);
-    invocation.arg(token).arg(ttl_ms);
-    let renewed: i64 = eval_on(conn, limit, key, &invocation).await?;
+    let mut invocation = scripts::EXTEND.key(lock.redis_key);
+    invocation.arg(lock.token).arg(ttl_ms);
+    let renewed: i64 = eval_on(conn, limit, lock.key, &invocation).await?;
     Ok(renewed == 1)
 }
 

@@ -55,7 +55,7 @@ use futures_util::future::join_all;
 use crate::error::LockError;
 use crate::guard::drift;
 use crate::node::Node;
-use crate::scripts::{self, Attempt, Claim};
+use crate::scripts::{self, Attempt, Claim, Holding};
 use crate::wait::Subscription;
 
 /// Shortest per-node timeout derived from the ttl.
@@ -165,9 +165,7 @@ impl Quorum {
     pub(crate) async fn attempt(&self, claim: Claim<'_>) -> Result<Attempt, LockError> {
         let Claim {
             key,
-            redis_key,
             fence_key,
-            token,
             ttl_ms,
             ..
         } = claim;
@@ -198,7 +196,7 @@ impl Quorum {
                 "quorum reached too late or fence not raised; rolling back"
             );
         }
-        self.rollback(key, redis_key, token, limit).await;
+        self.rollback(claim.holding(), limit).await;
         if let Some(found) = tally.wrong_type {
             return Ok(Attempt::WrongType(found));
         }
@@ -249,14 +247,12 @@ impl Quorum {
     }
 
     /// Deletes the caller's key on every master (it may be set where a reply was lost).
-    async fn rollback(&self, key: &str, redis_key: &str, token: &str, limit: Duration) {
-        let replies = join_all(self.nodes.iter().map(|node| {
-            bounded(
-                key,
-                limit,
-                node.release_with(&scripts::ROLLBACK, key, redis_key, token),
-            )
-        }))
+    async fn rollback(&self, lock: Holding<'_>, limit: Duration) {
+        let replies = join_all(
+            self.nodes
+                .iter()
+                .map(|node| bounded(lock.key, limit, node.release_with(&scripts::ROLLBACK, lock))),
+        )
         .await;
         for error in replies.iter().filter_map(|r| r.as_ref().err()) {
             tracing::debug!(%error, "rollback on a redlock master failed; its key will expire");
@@ -265,42 +261,31 @@ impl Quorum {
 
     /// Compare-and-delete on every master. `true` when a quorum released, `false` when too many
     /// masters no longer hold the token for any quorum to, else the quorum error.
-    pub(crate) async fn release(
-        &self,
-        key: &str,
-        redis_key: &str,
-        token: &str,
-    ) -> Result<bool, LockError> {
+    pub(crate) async fn release(&self, lock: Holding<'_>) -> Result<bool, LockError> {
         // Bounded like an attempt, so a paused master does not hold up every release; the key
         // it may still hold expires with its lease.
         let limit = self.node_limit(self.op_timeout);
         let replies = join_all(self.nodes.iter().map(|node| {
             bounded(
-                key,
+                lock.key,
                 limit,
-                node.release_with(&scripts::RELEASE_QUORUM, key, redis_key, token),
+                node.release_with(&scripts::RELEASE_QUORUM, lock),
             )
         }))
         .await;
-        self.verdict(key, &replies)
+        self.verdict(lock.key, &replies)
     }
 
     /// Compare-and-pexpire on every master; same verdict as [`Self::release`].
-    pub(crate) async fn extend(
-        &self,
-        key: &str,
-        redis_key: &str,
-        token: &str,
-        ttl_ms: u64,
-    ) -> Result<bool, LockError> {
+    pub(crate) async fn extend(&self, lock: Holding<'_>, ttl_ms: u64) -> Result<bool, LockError> {
         let limit = self.node_limit(Duration::from_millis(ttl_ms));
         let replies = join_all(
             self.nodes
                 .iter()
-                .map(|node| bounded(key, limit, node.extend(key, redis_key, token, ttl_ms))),
+                .map(|node| bounded(lock.key, limit, node.extend(lock, ttl_ms))),
         )
         .await;
-        self.verdict(key, &replies)
+        self.verdict(lock.key, &replies)
     }
 
     fn verdict(&self, key: &str, replies: &[Result<bool, LockError>]) -> Result<bool, LockError> {

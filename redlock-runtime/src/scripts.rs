@@ -64,6 +64,17 @@ pub(crate) async fn load_all<C: redis::aio::ConnectionLike + Send>(
     }
 }
 
+/// A lock as its holder names it: what release and extend act on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Holding<'a> {
+    /// The lock key as the caller named it (for errors).
+    pub(crate) key: &'a str,
+    /// The lock's Redis key (prefix included).
+    pub(crate) redis_key: &'a str,
+    /// The holder's token.
+    pub(crate) token: &'a str,
+}
+
 /// One acquisition attempt: which lock, for whom, for how long.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Claim<'a> {
@@ -80,6 +91,17 @@ pub(crate) struct Claim<'a> {
     /// Whether the lock is expected to be free (no holder seen yet): then the attempt is a bare
     /// `SET NX PX` pipelined with the counter's `INCR`, and the script runs only if that fails.
     pub(crate) likely_free: bool,
+}
+
+impl<'a> Claim<'a> {
+    /// The lock this attempt would hold.
+    pub(crate) fn holding(&self) -> Holding<'a> {
+        Holding {
+            key: self.key,
+            redis_key: self.redis_key,
+            token: self.token,
+        }
+    }
 }
 
 /// What an acquisition attempt found.

@@ -24,7 +24,7 @@ use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServer
 
 use crate::error::LockError;
 use crate::node::Node;
-use crate::scripts::{Attempt, Claim};
+use crate::scripts::{Attempt, Claim, Holding};
 use crate::wait::Subscription;
 
 /// The master named by a set of sentinels, looked up again after a failover.
@@ -171,28 +171,16 @@ impl SentinelNode {
             .await
     }
 
-    pub(crate) async fn release(
-        &self,
-        key: &str,
-        redis_key: &str,
-        token: &str,
-    ) -> Result<bool, LockError> {
-        self.run(key, |node| async move {
-            node.release(key, redis_key, token).await
-        })
-        .await
+    pub(crate) async fn release(&self, lock: Holding<'_>) -> Result<bool, LockError> {
+        self.run(lock.key, |node| async move { node.release(lock).await })
+            .await
     }
 
-    pub(crate) async fn extend(
-        &self,
-        key: &str,
-        redis_key: &str,
-        token: &str,
-        ttl_ms: u64,
-    ) -> Result<bool, LockError> {
-        self.run(key, |node| async move {
-            node.extend(key, redis_key, token, ttl_ms).await
-        })
+    pub(crate) async fn extend(&self, lock: Holding<'_>, ttl_ms: u64) -> Result<bool, LockError> {
+        self.run(
+            lock.key,
+            |node| async move { node.extend(lock, ttl_ms).await },
+        )
         .await
     }
 }
