@@ -3,17 +3,15 @@
 //! Every locked function takes its manager as a parameter (`client = locks`): each
 //! `#[tokio::test]` has its own runtime, so the process-global manager is not used.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 use redlock::testing::RedisServer;
 use redlock::{distributed_lock, LockError, LockManager};
 use tokio::sync::oneshot;
-
-/// Upper bound for any one step; never a performance claim.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 struct Setup {
     server: RedisServer,
@@ -22,24 +20,14 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let server = RedisServer::spawn().expect("start redis-server");
+    let server = common::server();
     let locks = LockManager::new(&server.url()).expect("lock manager");
-    let redis = redis::Client::open(server.url())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let redis = common::connect(&server.url()).await;
     Setup {
         server,
         locks,
         redis,
     }
-}
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .expect("did not finish in time")
 }
 
 /// Takes `hold:<name>` and keeps it until `release` fires.
@@ -66,7 +54,7 @@ async fn held(
     let (entered, entered_rx) = oneshot::channel();
     let (release, release_rx) = oneshot::channel();
     let task = tokio::spawn(hold(locks.clone(), name, entered, release_rx));
-    within(entered_rx).await.expect("holder entered");
+    common::within(entered_rx).await.expect("holder entered");
     (release, task)
 }
 
@@ -107,7 +95,10 @@ async fn same_key_callers_run_one_at_a_time() {
         })
         .collect();
     for task in tasks {
-        within(task).await.expect("task").expect("increments");
+        common::within(task)
+            .await
+            .expect("task")
+            .expect("increments");
     }
     assert_eq!(server.command(&["GET", "shared"]).unwrap(), "320");
 }
@@ -120,9 +111,9 @@ async fn different_keys_do_not_block_each_other() {
         ..
     } = setup().await;
     let (release, holder) = held(&locks, "a").await;
-    assert_eq!(within(try_once(&locks, "b")).await.unwrap(), "ran");
+    assert_eq!(common::within(try_once(&locks, "b")).await.unwrap(), "ran");
     release.send(()).unwrap();
-    within(holder).await.unwrap().unwrap();
+    common::within(holder).await.unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -133,14 +124,17 @@ async fn busy_lock_with_zero_wait_returns_timeout() {
         ..
     } = setup().await;
     let (release, holder) = held(&locks, "busy").await;
-    let error = within(try_once(&locks, "busy")).await.unwrap_err();
+    let error = common::within(try_once(&locks, "busy")).await.unwrap_err();
     assert!(
         matches!(&error, LockError::Timeout { key, .. } if key == "hold:busy"),
         "{error:?}"
     );
     release.send(()).unwrap();
-    within(holder).await.unwrap().unwrap();
-    assert_eq!(within(try_once(&locks, "busy")).await.unwrap(), "ran");
+    common::within(holder).await.unwrap().unwrap();
+    assert_eq!(
+        common::within(try_once(&locks, "busy")).await.unwrap(),
+        "ran"
+    );
 }
 
 #[distributed_lock(key = "hold:<name>", on_busy = "skip", client = locks)]
@@ -162,15 +156,22 @@ async fn skip_mode_returns_none_when_busy_and_runs_when_free() {
     } = setup().await;
     let runs = AtomicUsize::new(0);
     let (release, holder) = held(&locks, "nightly").await;
-    assert_eq!(within(job(&locks, "nightly", &runs)).await, None);
-    assert_eq!(within(fallible_job(&locks, "nightly")).await.unwrap(), None);
+    assert_eq!(common::within(job(&locks, "nightly", &runs)).await, None);
+    assert_eq!(
+        common::within(fallible_job(&locks, "nightly"))
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 0);
 
     release.send(()).unwrap();
-    within(holder).await.unwrap().unwrap();
-    assert_eq!(within(job(&locks, "nightly", &runs)).await, Some(1));
+    common::within(holder).await.unwrap().unwrap();
+    assert_eq!(common::within(job(&locks, "nightly", &runs)).await, Some(1));
     assert_eq!(
-        within(fallible_job(&locks, "nightly")).await.unwrap(),
+        common::within(fallible_job(&locks, "nightly"))
+            .await
+            .unwrap(),
         Some("ran")
     );
 }
@@ -219,7 +220,10 @@ async fn opposite_transfers_never_deadlock_and_balance_exactly() {
         })
         .collect();
     for task in tasks {
-        within(task).await.expect("task").expect("transfers");
+        common::within(task)
+            .await
+            .expect("task")
+            .expect("transfers");
     }
     assert_eq!(server.command(&["GET", "balance:a"]).unwrap(), "900");
     assert_eq!(server.command(&["GET", "balance:b"]).unwrap(), "1100");
@@ -250,7 +254,7 @@ async fn nested_call_on_held_key_reenters_and_only_outer_releases() {
         mut redis,
     } = setup().await;
     let (outer_token, inner_token, held_after_inner) =
-        within(outer(&locks, &mut redis, 7)).await.unwrap();
+        common::within(outer(&locks, &mut redis, 7)).await.unwrap();
     assert_eq!(inner_token, outer_token, "the inner call reuses the lock");
     assert!(held_after_inner, "the inner call must not release");
     assert_eq!(server.command(&["EXISTS", "lock:order:7"]).unwrap(), "0");
@@ -268,8 +272,8 @@ async fn guard_exposes_a_fencing_token_that_increases_between_calls() {
         locks,
         ..
     } = setup().await;
-    let (key, first) = within(fenced(&locks, 3)).await.unwrap();
-    let (_, second) = within(fenced(&locks, 3)).await.unwrap();
+    let (key, first) = common::within(fenced(&locks, 3)).await.unwrap();
+    let (_, second) = common::within(fenced(&locks, 3)).await.unwrap();
     assert_eq!(key, "fence:3");
     assert!(second > first, "{second} > {first}");
 }
@@ -282,7 +286,7 @@ async fn long_job(
     finished: &AtomicBool,
 ) -> Result<(), LockError> {
     let _ = entered.send(());
-    tokio::time::sleep(PATIENCE).await;
+    tokio::time::sleep(common::PATIENCE).await;
     finished.store(true, Ordering::SeqCst);
     Ok(())
 }
@@ -292,7 +296,7 @@ async fn lost_lock_aborts_the_body_with_lost() {
     let Setup { server, locks, .. } = setup().await;
     let finished = AtomicBool::new(false);
     let (entered, entered_rx) = oneshot::channel();
-    let (result, ()) = within(async {
+    let (result, ()) = common::within(async {
         tokio::join!(long_job(&locks, 9, entered, &finished), async {
             entered_rx.await.unwrap();
             assert_eq!(server.command(&["DEL", "lock:lease:9"]).unwrap(), "1");
@@ -330,10 +334,15 @@ async fn reject(locks: &LockManager, name: &str, amount: u64) -> Result<(), AppE
 #[tokio::test]
 async fn body_error_is_returned_as_is_and_the_lock_released() {
     let Setup { server, locks, .. } = setup().await;
-    let error = within(reject(&locks, "limit", 500)).await.unwrap_err();
+    let error = common::within(reject(&locks, "limit", 500))
+        .await
+        .unwrap_err();
     assert!(matches!(error, AppError::Rejected(500)), "{error:?}");
     assert_eq!(server.command(&["EXISTS", "lock:hold:limit"]).unwrap(), "0");
-    assert_eq!(within(try_once(&locks, "limit")).await.unwrap(), "ran");
+    assert_eq!(
+        common::within(try_once(&locks, "limit")).await.unwrap(),
+        "ran"
+    );
 }
 
 #[tokio::test]
@@ -344,11 +353,13 @@ async fn busy_lock_converts_into_the_function_error_type() {
         ..
     } = setup().await;
     let (release, holder) = held(&locks, "limit").await;
-    let error = within(reject(&locks, "limit", 1)).await.unwrap_err();
+    let error = common::within(reject(&locks, "limit", 1))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&error, AppError::Lock(lock) if lock.is_timeout()),
         "{error:?}"
     );
     release.send(()).unwrap();
-    within(holder).await.unwrap().unwrap();
+    common::within(holder).await.unwrap().unwrap();
 }

@@ -2,6 +2,8 @@
 //! wrong credentials, unreachable hosts, malformed URLs. Each one either works exactly as a lock
 //! should or gives a clear `LockError`, in bounded time, and leaves the rest of Redis untouched.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -15,18 +17,6 @@ use redlock::{distributed_lock, LockError, LockGuard, LockManager, LockOptions, 
 /// Upper bound for any one step; never a performance claim.
 const PATIENCE: Duration = Duration::from_secs(20);
 const FENCE: &str = "redlock:fence";
-
-fn options(ttl_ms: u64, wait_ms: u64) -> LockOptions {
-    LockOptions::new(Duration::from_millis(ttl_ms)).wait(Duration::from_millis(wait_ms))
-}
-
-async fn connect(url: &str) -> MultiplexedConnection {
-    redis::Client::open(url)
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection")
-}
 
 /// Every key with its serialized value and whether it has an expiry; the fencing counter is
 /// left out (busy attempts advance it by design).
@@ -64,15 +54,6 @@ async fn fence(conn: &mut MultiplexedConnection) -> Option<u64> {
         .unwrap()
 }
 
-async fn exists(conn: &mut MultiplexedConnection, key: &[u8]) -> bool {
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query_async::<i64>(conn)
-        .await
-        .unwrap()
-        == 1
-}
-
 /// A server holding a few unrelated keys and one lock taken by someone else.
 struct Seeded {
     server: RedisServer,
@@ -86,7 +67,7 @@ async fn seeded() -> Seeded {
 
 async fn seeded_with(server_options: ServerOptions) -> Seeded {
     let server = RedisServer::spawn_with(server_options).expect("start redis-server");
-    let mut conn = connect(&server.url()).await;
+    let mut conn = common::connect(&server.url()).await;
     redis::pipe()
         .cmd("SET")
         .arg("user:1")
@@ -109,7 +90,7 @@ async fn seeded_with(server_options: ServerOptions) -> Seeded {
         .unwrap();
     let other = LockManager::new(&server.url())
         .unwrap()
-        .acquire_with("other", &options(600_000, 0))
+        .acquire_with("other", &common::options(600_000, 0))
         .await
         .unwrap();
     Seeded {
@@ -133,19 +114,19 @@ impl Seeded {
 async fn locks_exactly(seeded: &mut Seeded, locks: &LockManager, key: &str, redis_key: &[u8]) {
     let before = snapshot(&mut seeded.conn).await;
     let guard = locks
-        .acquire_with(key, &options(30_000, 0))
+        .acquire_with(key, &common::options(30_000, 0))
         .await
         .expect("a valid lock key");
     assert_eq!(guard.key(), key);
     assert!(
-        exists(&mut seeded.conn, redis_key).await,
+        common::exists(&mut seeded.conn, redis_key).await,
         "not at the expected Redis key"
     );
     let mut during = snapshot(&mut seeded.conn).await;
     assert!(during.remove(redis_key).is_some());
     assert_eq!(during, before, "other keys changed");
 
-    let busy = locks.acquire_with(key, &options(30_000, 0)).await;
+    let busy = locks.acquire_with(key, &common::options(30_000, 0)).await;
     assert!(matches!(busy, Err(LockError::Timeout { .. })), "{busy:?}");
     guard.release().await.expect("release");
     assert_eq!(snapshot(&mut seeded.conn).await, before);
@@ -177,11 +158,16 @@ async fn key_of_100_kb_locks_waits_and_wakes_like_any_other() {
         .backoff(Duration::from_secs(5), Duration::from_secs(5))
         .build()
         .unwrap();
-    let held = locks.acquire_with(&key, &options(30_000, 0)).await.unwrap();
+    let held = locks
+        .acquire_with(&key, &common::options(30_000, 0))
+        .await
+        .unwrap();
     let task = {
         let key = key.clone();
         tokio::spawn(async move {
-            let guard = waiter.acquire_with(&key, &options(30_000, 20_000)).await;
+            let guard = waiter
+                .acquire_with(&key, &common::options(30_000, 20_000))
+                .await;
             (guard, Instant::now())
         })
     };
@@ -230,7 +216,9 @@ async fn locked_item<N: std::fmt::Display>(
     probe: &LockManager,
 ) -> Result<Vec<u8>, LockError> {
     // Busy for everyone else while held.
-    let busy = probe.acquire_with(lock.key(), &options(10_000, 0)).await;
+    let busy = probe
+        .acquire_with(lock.key(), &common::options(10_000, 0))
+        .await;
     assert!(matches!(busy, Err(LockError::Timeout { .. })), "{busy:?}");
     Ok(lock.redis_key().as_bytes().to_vec())
 }
@@ -266,12 +254,12 @@ async fn formatted_values_with_control_and_non_ascii_bytes_give_exact_distinct_k
     let mut guards = Vec::new();
     for name in names {
         let guard = locks
-            .acquire_with(&format!("item:{name}"), &options(30_000, 0))
+            .acquire_with(&format!("item:{name}"), &common::options(30_000, 0))
             .await
             .unwrap_or_else(|e| panic!("{name:?}: {e}"));
         let expected = format!("lock:item:{name}");
         assert!(
-            exists(&mut seeded.conn, expected.as_bytes()).await,
+            common::exists(&mut seeded.conn, expected.as_bytes()).await,
             "{name:?}"
         );
         guards.push(guard);
@@ -294,7 +282,7 @@ async fn formatted_values_with_control_and_non_ascii_bytes_give_exact_distinct_k
     assert_eq!(redis_key, "lock:item:dir/\u{FFFD}\u{FFFD}.txt".as_bytes());
 
     assert!(
-        !exists(&mut seeded.conn, b"injected").await,
+        !common::exists(&mut seeded.conn, b"injected").await,
         "a key name was interpreted"
     );
     assert_eq!(snapshot(&mut seeded.conn).await, before);
@@ -421,7 +409,7 @@ async fn keys_of_another_type_are_wrong_type_errors_and_stay_untouched() {
         let key = command[1].trim_start_matches("lock:");
         let start = Instant::now();
         let err = locks
-            .acquire_with(key, &options(1_000, 2_000))
+            .acquire_with(key, &common::options(1_000, 2_000))
             .await
             .unwrap_err();
         assert!(
@@ -436,7 +424,9 @@ async fn keys_of_another_type_are_wrong_type_errors_and_stay_untouched() {
             start.elapsed() < Duration::from_secs(1),
             "waited for a key that is no lock"
         );
-        let with = locks.with_lock(key, &options(1_000, 0), |_| async {}).await;
+        let with = locks
+            .with_lock(key, &common::options(1_000, 0), |_| async {})
+            .await;
         assert!(matches!(with, Err(LockError::WrongType { .. })), "{with:?}");
         assert_eq!(snapshot(&mut seeded.conn).await, before, "{kind} touched");
     }
@@ -448,7 +438,7 @@ async fn keys_of_another_type_are_wrong_type_errors_and_stay_untouched() {
         .unwrap();
     let before = snapshot(&mut seeded.conn).await;
     let err = locks
-        .acquire_with("config", &options(1_000, 300))
+        .acquire_with("config", &common::options(1_000, 300))
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
@@ -460,7 +450,7 @@ async fn lock_replaced_by_another_type_while_held_is_lost_and_left_alone() {
     let mut seeded = seeded().await;
     let locks = seeded.locks();
     let guard = locks
-        .acquire_with("swapped", &options(30_000, 0))
+        .acquire_with("swapped", &common::options(30_000, 0))
         .await
         .unwrap();
     seeded.server.command(&["DEL", "lock:swapped"]).unwrap();
@@ -488,25 +478,28 @@ async fn scripts_flushed_from_redis_are_loaded_again() {
     let locks = seeded.locks();
     let flush =
         |server: &RedisServer| assert_eq!(server.command(&["SCRIPT", "FLUSH"]).unwrap(), "OK");
-    let guard = locks.acquire_with("s", &options(30_000, 0)).await.unwrap();
+    let guard = locks
+        .acquire_with("s", &common::options(30_000, 0))
+        .await
+        .unwrap();
     flush(&seeded.server);
     guard.extend().await.expect("extend after SCRIPT FLUSH");
     flush(&seeded.server);
     guard.release().await.expect("release after SCRIPT FLUSH");
-    assert!(!exists(&mut seeded.conn, b"lock:s").await);
+    assert!(!common::exists(&mut seeded.conn, b"lock:s").await);
 
     // The acquire script (used for keys without expiry) too.
     seeded.server.command(&["SET", "lock:plain", "v"]).unwrap();
     flush(&seeded.server);
     let err = locks
-        .acquire_with("plain", &options(1_000, 0))
+        .acquire_with("plain", &common::options(1_000, 0))
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
 
     // Renewal keeps going across flushes.
     let ran = locks
-        .with_lock("renewed", &options(300, 0), |guard| {
+        .with_lock("renewed", &common::options(300, 0), |guard| {
             let server = &seeded.server;
             async move {
                 for _ in 0..6 {
@@ -530,7 +523,7 @@ async fn refused_at_once(seeded: &mut Seeded, locks: &LockManager, words: &[&str
     let fence_before = fence(&mut seeded.conn).await;
     let start = Instant::now();
     let err = locks
-        .acquire_with("k", &options(1_000, 10_000))
+        .acquire_with("k", &common::options(1_000, 10_000))
         .await
         .unwrap_err();
     let took = start.elapsed();

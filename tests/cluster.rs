@@ -3,13 +3,12 @@
 //! migration and a master restart while a waiter waits, and the attribute over it.
 #![cfg(feature = "cluster")]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use redlock::testing::RedisCluster;
-use redlock::{distributed_lock, LockError, LockManager, LockOptions};
-
-/// Upper bound for any one step; never a performance claim.
-const PATIENCE: Duration = Duration::from_secs(60);
+use redlock::{distributed_lock, LockError, LockManager};
 
 fn cluster() -> RedisCluster {
     RedisCluster::spawn(3).expect("start a 3-master cluster")
@@ -17,25 +16,6 @@ fn cluster() -> RedisCluster {
 
 fn manager(cluster: &RedisCluster) -> LockManager {
     LockManager::cluster(cluster.urls()).expect("cluster manager")
-}
-
-fn options(ttl_ms: u64, wait_ms: u64) -> LockOptions {
-    LockOptions::new(Duration::from_millis(ttl_ms)).wait(Duration::from_millis(wait_ms))
-}
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .expect("did not finish in time")
-}
-
-/// Polls `condition` until it holds; panics after [`PATIENCE`].
-async fn until(what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// `n` lock keys (with the default prefix) served by `n` different masters.
@@ -62,7 +42,7 @@ async fn locks_live_on_the_slot_owner_with_a_per_slot_fence_and_sharded_notices(
     let key = "account:7";
     let owner = cluster.owner_of("lock:account:7").unwrap();
 
-    let guard = within(locks.acquire_with(key, &options(10_000, 0)))
+    let guard = common::within(locks.acquire_with(key, &common::options(10_000, 0)))
         .await
         .expect("acquire");
     let value = cluster
@@ -92,19 +72,28 @@ async fn locks_live_on_the_slot_owner_with_a_per_slot_fence_and_sharded_notices(
     // release.
     let waiter = {
         let locks = locks.clone();
-        tokio::spawn(async move { locks.acquire_with(key, &options(10_000, 30_000)).await })
+        tokio::spawn(async move {
+            locks
+                .acquire_with(key, &common::options(10_000, 30_000))
+                .await
+        })
     };
     let master = cluster.master(owner);
-    until("a sharded subscription on the slot owner", || {
-        master
-            .command(&["PUBSUB", "SHARDNUMSUB", "lock:account:7"])
-            .unwrap()
-            .ends_with("\n1")
-    })
+    common::until_every(
+        common::PATIENCE,
+        Duration::from_millis(5),
+        "a sharded subscription on the slot owner",
+        || {
+            master
+                .command(&["PUBSUB", "SHARDNUMSUB", "lock:account:7"])
+                .unwrap()
+                .ends_with("\n1")
+        },
+    )
     .await;
     let first = guard.fencing_token();
     guard.release().await.expect("release");
-    let second = within(waiter)
+    let second = common::within(waiter)
         .await
         .unwrap()
         .expect("the waiter gets the lock");
@@ -124,7 +113,7 @@ async fn multi_key_locks_span_masters_without_deadlock() {
     let locks = manager(&cluster);
     let keys = keys_on_distinct_masters(&cluster, 3);
 
-    let guards = within(locks.acquire_many(&keys, &options(10_000, 0)))
+    let guards = common::within(locks.acquire_many(&keys, &common::options(10_000, 0)))
         .await
         .expect("all three keys");
     assert_eq!(guards.len(), 3);
@@ -138,9 +127,10 @@ async fn multi_key_locks_span_masters_without_deadlock() {
             "(nil)"
         );
     }
-    let busy = within(locks.acquire_many(&[&keys[2], &keys[0]], &options(10_000, 0)))
-        .await
-        .unwrap_err();
+    let busy =
+        common::within(locks.acquire_many(&[&keys[2], &keys[0]], &common::options(10_000, 0)))
+            .await
+            .unwrap_err();
     assert!(busy.is_timeout(), "{busy:?}");
     for guard in guards {
         guard.release().await.unwrap();
@@ -148,7 +138,7 @@ async fn multi_key_locks_span_masters_without_deadlock() {
 
     // A→B and B→A (on different masters), several times each: canonical order, no deadlock.
     let (a, b) = (keys[0].as_str(), keys[1].as_str());
-    let results = within(async {
+    let results = common::within(async {
         tokio::join!(
             transfer(&locks, a, b),
             transfer(&locks, b, a),
@@ -172,20 +162,29 @@ async fn a_waiter_gets_the_lock_after_its_slot_migrates() {
     let from = cluster.owner_of_slot(slot).unwrap();
     let to = (from + 1) % cluster.len();
 
-    let guard = within(locks.acquire_with(key, &options(20_000, 0)))
+    let guard = common::within(locks.acquire_with(key, &common::options(20_000, 0)))
         .await
         .expect("acquire");
     let waiter = {
         let locks = locks.clone();
-        tokio::spawn(async move { locks.acquire_with(key, &options(20_000, 30_000)).await })
+        tokio::spawn(async move {
+            locks
+                .acquire_with(key, &common::options(20_000, 30_000))
+                .await
+        })
     };
     let source = cluster.master(from);
-    until("the waiter's subscription", || {
-        source
-            .command(&["PUBSUB", "SHARDNUMSUB", redis_key])
-            .unwrap()
-            .ends_with("\n1")
-    })
+    common::until_every(
+        common::PATIENCE,
+        Duration::from_millis(5),
+        "the waiter's subscription",
+        || {
+            source
+                .command(&["PUBSUB", "SHARDNUMSUB", redis_key])
+                .unwrap()
+                .ends_with("\n1")
+        },
+    )
     .await;
 
     // The lock key moves, with its expiry and the slot's fencing counter.
@@ -207,7 +206,7 @@ async fn a_waiter_gets_the_lock_after_its_slot_migrates() {
     guard.extend().await.expect("extend on the new owner");
     let first = guard.fencing_token();
     guard.release().await.expect("release on the new owner");
-    let second = within(waiter)
+    let second = common::within(waiter)
         .await
         .unwrap()
         .expect("the waiter gets the lock");
@@ -230,14 +229,16 @@ async fn a_waiter_keeps_trying_while_a_master_restarts() {
     let redis_key = "lock:batch:1";
     let owner = cluster.owner_of(redis_key).unwrap();
 
-    let guard = within(locks.acquire_with(key, &options(30_000, 0)))
+    let guard = common::within(locks.acquire_with(key, &common::options(30_000, 0)))
         .await
         .expect("acquire");
     let waiter = {
         let locks = locks.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let outcome = locks.acquire_with(key, &options(30_000, 40_000)).await;
+            let outcome = locks
+                .acquire_with(key, &common::options(30_000, 40_000))
+                .await;
             (outcome, started.elapsed())
         })
     };
@@ -247,7 +248,7 @@ async fn a_waiter_keeps_trying_while_a_master_restarts() {
     // The master restarts without persistence: it forgets the lock (the documented caveat), and
     // the waiter, which kept retrying through the outage, gets it long before the 30 s lease.
     tokio::task::block_in_place(|| cluster.restart_master(owner)).expect("restart the master");
-    let (outcome, waited) = within(waiter).await.unwrap();
+    let (outcome, waited) = common::within(waiter).await.unwrap();
     let second = outcome.expect("the waiter gets the lock once the master is back");
     assert!(waited < Duration::from_secs(25), "{waited:?}");
     let err = guard.release().await.unwrap_err();

@@ -4,6 +4,7 @@
 //! Holder processes are this test binary run again as a child (see `fault_support`): the
 //! `child_process_entry` test plays the role named by `REDLOCK_FAULT_CHILD`.
 
+mod common;
 mod fault_support;
 
 use std::future::Future;
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fault_support::{emit, now_ns, setting, until, ChildProcess};
+use fault_support::{emit, now_ns, setting, ChildProcess};
 use redis::aio::MultiplexedConnection;
 use redlock::testing::{Proxy, ProxyMode, RedisServer};
 use redlock::{LockError, LockGuard, LockManager, LockOptions};
@@ -19,37 +20,12 @@ use redlock::{LockError, LockGuard, LockManager, LockOptions};
 /// Upper bound for a step that should take well under a second; never a performance claim.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-fn server() -> RedisServer {
-    RedisServer::spawn().expect("start redis-server")
-}
-
-fn options(ttl_ms: u64, wait_ms: u64) -> LockOptions {
-    LockOptions::new(Duration::from_millis(ttl_ms)).wait(Duration::from_millis(wait_ms))
-}
-
-async fn connect(url: &str) -> MultiplexedConnection {
-    redis::Client::open(url)
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection")
-}
-
 async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
     redis::cmd("PTTL")
         .arg(key)
         .query_async(conn)
         .await
         .expect("PTTL")
-}
-
-async fn exists(conn: &mut MultiplexedConnection, key: &str) -> bool {
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query_async::<i64>(conn)
-        .await
-        .expect("EXISTS")
-        == 1
 }
 
 /// Runs blocking testing-support calls (restart, pause) without stalling the runtime.
@@ -123,7 +99,7 @@ fn child_manager() -> LockManager {
 }
 
 fn child_options() -> LockOptions {
-    options(setting("REDLOCK_TTL_MS"), 0)
+    common::options(setting("REDLOCK_TTL_MS"), 0)
 }
 
 /// Holds `REDLOCK_KEY` with renewal until killed; reports `ACQUIRED <token>`.
@@ -144,7 +120,7 @@ async fn renewing_holder() {
 async fn fenced_holder() {
     let locks = child_manager();
     let key: String = setting("REDLOCK_KEY");
-    let mut conn = connect(&setting::<String>("REDLOCK_URL")).await;
+    let mut conn = common::connect(&setting::<String>("REDLOCK_URL")).await;
     let guard = locks
         .acquire_with(&key, &child_options())
         .await
@@ -190,7 +166,7 @@ fn verdict(result: Result<(), LockError>) -> String {
 async fn renewing_writer() {
     let locks = child_manager();
     let key: String = setting("REDLOCK_KEY");
-    let mut conn = connect(&setting::<String>("REDLOCK_URL")).await;
+    let mut conn = common::connect(&setting::<String>("REDLOCK_URL")).await;
     let outcome = locks
         .with_lock(&key, &child_options(), |guard| async move {
             emit(format!("ACQUIRED {}", guard.fencing_token()));
@@ -224,8 +200,8 @@ fn token_of(words: &[String]) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_of_a_killed_holder_process_is_free_after_its_ttl_and_not_before() {
     const TTL: u64 = 1_000;
-    let server = server();
-    let mut conn = connect(&server.url()).await;
+    let server = common::server();
+    let mut conn = common::connect(&server.url()).await;
     let locks = LockManager::new(&server.url()).unwrap();
     let mut holder = ChildProcess::spawn("renewing-holder", &child_env(&server, "job", TTL));
     let child_token = token_of(&holder.expect("ACQUIRED", PATIENCE).await);
@@ -247,12 +223,12 @@ async fn lock_of_a_killed_holder_process_is_free_after_its_ttl_and_not_before() 
     let expiry = sent + Duration::from_millis(left as u64);
 
     let busy = locks
-        .acquire_with("job", &options(TTL, 0))
+        .acquire_with("job", &common::options(TTL, 0))
         .await
         .unwrap_err();
     assert!(busy.is_timeout(), "acquired right after the kill: {busy:?}");
     let guard = locks
-        .acquire_with("job", &options(TTL, 10_000))
+        .acquire_with("job", &common::options(TTL, 10_000))
         .await
         .expect("free once the dead holder's lease ran out");
     let acquired = Instant::now();
@@ -284,7 +260,7 @@ async fn take_over_from_frozen(
 ) -> LockGuard {
     holder.pause();
     let started = Instant::now();
-    while exists(conn, &format!("lock:{key}")).await {
+    while common::exists(conn, &format!("lock:{key}")).await {
         assert!(
             started.elapsed() < PATIENCE,
             "the frozen holder's lease never ran out"
@@ -292,7 +268,7 @@ async fn take_over_from_frozen(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let guard = locks
-        .acquire_with(key, &options(30_000, 0))
+        .acquire_with(key, &common::options(30_000, 0))
         .await
         .expect("free once the frozen holder's lease ran out");
     assert!(fenced_write(conn, guard.fencing_token(), "new-holder").await);
@@ -301,8 +277,8 @@ async fn take_over_from_frozen(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holder_process_frozen_past_its_lease_is_fenced_off_when_it_resumes() {
-    let server = server();
-    let mut conn = connect(&server.url()).await;
+    let server = common::server();
+    let mut conn = common::connect(&server.url()).await;
     let locks = LockManager::new(&server.url()).unwrap();
     let mut holder = ChildProcess::spawn("fenced-holder", &child_env(&server, "account", 500));
     let old_token = token_of(&holder.expect("ACQUIRED", PATIENCE).await);
@@ -338,8 +314,8 @@ async fn holder_process_frozen_past_its_lease_is_fenced_off_when_it_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewing_holder_frozen_past_its_lease_reports_lost_without_running_its_body_again() {
-    let server = server();
-    let mut conn = connect(&server.url()).await;
+    let server = common::server();
+    let mut conn = common::connect(&server.url()).await;
     let locks = LockManager::new(&server.url()).unwrap();
     let mut holder = ChildProcess::spawn("renewing-writer", &child_env(&server, "ledger", 600));
     let mut reports = Vec::new();
@@ -424,14 +400,14 @@ async fn lost_before_the_server_expiry(
     ttl_ms: u64,
     fault: impl FnOnce(),
 ) -> Duration {
-    let mut conn = connect(&server.url()).await;
+    let mut conn = common::connect(&server.url()).await;
     let started = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicBool::new(false));
     let call = {
         let (started, dropped) = (started.clone(), dropped.clone());
         tokio::spawn(async move {
             let outcome = locks
-                .with_lock("held", &options(ttl_ms, 0), |_guard| async move {
+                .with_lock("held", &common::options(ttl_ms, 0), |_guard| async move {
                     let _flag = DropFlag(dropped);
                     started.store(true, Ordering::SeqCst);
                     std::future::pending::<()>().await;
@@ -440,7 +416,7 @@ async fn lost_before_the_server_expiry(
             (outcome, Instant::now())
         })
     };
-    until(PATIENCE, "the body to start", || {
+    common::until(PATIENCE, "the body to start", || {
         started.load(Ordering::SeqCst)
     })
     .await;
@@ -484,14 +460,14 @@ async fn lost_before_the_server_expiry(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_frozen_past_the_lease_makes_the_holder_report_lost_before_the_server_expiry() {
-    let server = server();
+    let server = common::server();
     let locks = LockManager::new(&server.url()).unwrap();
     lost_before_the_server_expiry(&server, locks, 3_000, || server.pause().unwrap()).await;
     server.resume().unwrap();
     // Redis wakes up with the lease over: the lock is free for the next holder.
     let other = LockManager::new(&server.url()).unwrap();
     let guard = other
-        .acquire_with("held", &options(1_000, 5_000))
+        .acquire_with("held", &common::options(1_000, 5_000))
         .await
         .expect("free after the frozen lease");
     guard.release().await.unwrap();
@@ -508,7 +484,7 @@ fn proxied(server: &RedisServer) -> (Proxy, LockManager) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blackholed_connection_mid_hold_reports_lost_before_the_server_expiry_and_recovers() {
-    let server = server();
+    let server = common::server();
     let (proxy, locks) = proxied(&server);
     lost_before_the_server_expiry(&server, locks.clone(), 3_000, || {
         proxy.set_mode(ProxyMode::Blackhole).unwrap()
@@ -516,7 +492,7 @@ async fn blackholed_connection_mid_hold_reports_lost_before_the_server_expiry_an
     .await;
     proxy.set_mode(ProxyMode::Pass).unwrap();
     let guard = locks
-        .acquire_with("held", &options(1_000, 5_000))
+        .acquire_with("held", &common::options(1_000, 5_000))
         .await
         .expect("the same manager works again once traffic flows");
     guard.release().await.unwrap();
@@ -524,7 +500,7 @@ async fn blackholed_connection_mid_hold_reports_lost_before_the_server_expiry_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_connections_mid_hold_report_lost_before_the_server_expiry_and_recover() {
-    let server = server();
+    let server = common::server();
     let (proxy, locks) = proxied(&server);
     lost_before_the_server_expiry(&server, locks.clone(), 3_000, || {
         proxy.set_mode(ProxyMode::Drop).unwrap()
@@ -532,7 +508,7 @@ async fn cut_connections_mid_hold_report_lost_before_the_server_expiry_and_recov
     .await;
     proxy.set_mode(ProxyMode::Pass).unwrap();
     let guard = locks
-        .acquire_with("held", &options(1_000, 5_000))
+        .acquire_with("held", &common::options(1_000, 5_000))
         .await
         .expect("the same manager reconnects");
     guard.release().await.unwrap();
@@ -541,18 +517,18 @@ async fn cut_connections_mid_hold_report_lost_before_the_server_expiry_and_recov
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_under_50ms_added_latency_keeps_the_lock() {
     const TTL: u64 = 600;
-    let server = server();
+    let server = common::server();
     let (proxy, locks) = proxied(&server);
     proxy
         .set_mode(ProxyMode::Delay(Duration::from_millis(50)))
         .unwrap();
     let direct = LockManager::new(&server.url()).unwrap();
     let outcome = locks
-        .with_lock("slow", &options(TTL, 0), |guard| async move {
+        .with_lock("slow", &common::options(TTL, 0), |guard| async move {
             let until = Instant::now() + Duration::from_millis(5 * TTL);
             while Instant::now() < until {
                 tokio::time::sleep(Duration::from_millis(TTL / 4)).await;
-                let busy = direct.acquire_with("slow", &options(TTL, 0)).await;
+                let busy = direct.acquire_with("slow", &common::options(TTL, 0)).await;
                 assert!(
                     matches!(busy, Err(LockError::Timeout { .. })),
                     "the lock was free while held: {busy:?}"
@@ -572,19 +548,19 @@ async fn renewal_under_50ms_added_latency_keeps_the_lock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_whose_answer_comes_after_its_lease_is_not_handed_out() {
-    let server = server();
+    let server = common::server();
     let (proxy, locks) = proxied(&server);
     // Each round trip now takes over 120 ms: longer than a 100 ms lease, shorter than 2 s.
     proxy
         .set_mode(ProxyMode::Delay(Duration::from_millis(60)))
         .unwrap();
-    let late = locks.acquire_with("late", &options(100, 0)).await;
+    let late = locks.acquire_with("late", &common::options(100, 0)).await;
     assert!(
         matches!(late, Err(LockError::Timeout { .. })),
         "a lock granted after its lease could have run out was handed out: {late:?}"
     );
     let guard = locks
-        .acquire_with("late", &options(2_000, 0))
+        .acquire_with("late", &common::options(2_000, 0))
         .await
         .expect("the same delay within a longer lease is fine");
     assert!(guard.is_held());
@@ -615,7 +591,7 @@ async fn fails_within<F: Future<Output = Result<LockGuard, LockError>>>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acquire_through_cut_connections_respects_its_deadline() {
-    let server = server();
+    let server = common::server();
     let (proxy, locks) = proxied(&server);
     locks.ping().await.unwrap();
     proxy.set_mode(ProxyMode::Drop).unwrap();
@@ -628,7 +604,7 @@ async fn acquire_through_cut_connections_respects_its_deadline() {
     }
     proxy.set_mode(ProxyMode::Pass).unwrap();
     locks
-        .acquire_with("cut", &options(1_000, 5_000))
+        .acquire_with("cut", &common::options(1_000, 5_000))
         .await
         .expect("reconnects")
         .release()
@@ -638,7 +614,7 @@ async fn acquire_through_cut_connections_respects_its_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acquire_into_a_blackhole_respects_its_deadline() {
-    let server = server();
+    let server = common::server();
     let (proxy, locks) = proxied(&server);
     locks.ping().await.unwrap();
     proxy.set_mode(ProxyMode::Blackhole).unwrap();
@@ -653,7 +629,7 @@ async fn acquire_into_a_blackhole_respects_its_deadline() {
     }
     proxy.set_mode(ProxyMode::Pass).unwrap();
     locks
-        .acquire_with("void", &options(1_000, 5_000))
+        .acquire_with("void", &common::options(1_000, 5_000))
         .await
         .expect("works again once traffic flows")
         .release()
@@ -668,7 +644,7 @@ async fn acquire_into_a_blackhole_respects_its_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_for_longer_than_the_wait_gives_a_redis_error_in_bounded_time() {
-    let mut server = server();
+    let mut server = common::server();
     let op = Duration::from_millis(500);
     let locks = LockManager::builder(server.url())
         .operation_timeout(op)
@@ -681,7 +657,7 @@ async fn redis_stopped_for_longer_than_the_wait_gives_a_redis_error_in_bounded_t
     fails_within(wait, op, locks.acquire_with("down", &opts)).await;
     blocking(|| server.restart().unwrap());
     locks
-        .acquire_with("down", &options(1_000, 5_000))
+        .acquire_with("down", &common::options(1_000, 5_000))
         .await
         .expect("works again after the restart")
         .release()
@@ -694,14 +670,14 @@ async fn redis_stopped_for_longer_than_the_wait_gives_a_redis_error_in_bounded_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_mid_wait_lets_the_waiter_acquire_within_its_wait() {
-    let mut server = server();
+    let mut server = common::server();
     let holder = LockManager::new(&server.url()).unwrap();
     let waiter = LockManager::builder(server.url())
         .operation_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
     let held = holder
-        .acquire_with("queue", &options(60_000, 0))
+        .acquire_with("queue", &common::options(60_000, 0))
         .await
         .unwrap();
     let wait = Duration::from_secs(8);
@@ -715,7 +691,7 @@ async fn redis_restart_mid_wait_lets_the_waiter_acquire_within_its_wait() {
             .await;
         (outcome, start.elapsed())
     });
-    until(PATIENCE, "the waiter to subscribe", || {
+    common::until(PATIENCE, "the waiter to subscribe", || {
         server
             .command(&["PUBSUB", "NUMSUB", "lock:queue"])
             .is_ok_and(|reply| reply.ends_with('1'))
@@ -750,7 +726,7 @@ async fn redis_restart_mid_wait_lets_the_waiter_acquire_within_its_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_mid_hold_reports_lost_and_drops_the_body() {
     const TTL: u64 = 900;
-    let mut server = server();
+    let mut server = common::server();
     let locks = LockManager::builder(server.url())
         .operation_timeout(Duration::from_millis(500))
         .build()
@@ -761,7 +737,7 @@ async fn redis_restart_mid_hold_reports_lost_and_drops_the_body() {
         let (started, dropped, locks) = (started.clone(), dropped.clone(), locks.clone());
         tokio::spawn(async move {
             locks
-                .with_lock("batch", &options(TTL, 0), |_guard| async move {
+                .with_lock("batch", &common::options(TTL, 0), |_guard| async move {
                     let _flag = DropFlag(dropped);
                     started.store(true, Ordering::SeqCst);
                     std::future::pending::<()>().await;
@@ -769,12 +745,12 @@ async fn redis_restart_mid_hold_reports_lost_and_drops_the_body() {
                 .await
         })
     };
-    until(PATIENCE, "the body to start", || {
+    common::until(PATIENCE, "the body to start", || {
         started.load(Ordering::SeqCst)
     })
     .await;
     let by_hand = locks
-        .acquire_with("manual", &options(60_000, 0))
+        .acquire_with("manual", &common::options(60_000, 0))
         .await
         .unwrap();
     blocking(|| server.restart().unwrap());
@@ -782,7 +758,7 @@ async fn redis_restart_mid_hold_reports_lost_and_drops_the_body() {
     // Someone takes the lock on the fresh server; the old holders must leave it alone.
     let other = LockManager::new(&server.url()).unwrap();
     let newcomer = other
-        .acquire_with("manual", &options(60_000, 0))
+        .acquire_with("manual", &common::options(60_000, 0))
         .await
         .expect("free after the restart");
 

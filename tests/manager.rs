@@ -1,48 +1,25 @@
 //! The runtime against real redis-server processes: exclusion, waiting, ownership, expiry,
 //! renewal, fencing, failures.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use redlock::testing::RedisServer;
-use redlock::{LockError, LockManager, LockOptions};
-
-fn server() -> RedisServer {
-    RedisServer::spawn().expect("start redis-server")
-}
+use redlock::{LockError, LockManager};
 
 fn manager(server: &RedisServer) -> LockManager {
     LockManager::new(&server.url()).expect("valid url")
-}
-
-fn options(ttl_ms: u64, wait_ms: u64) -> LockOptions {
-    LockOptions::new(Duration::from_millis(ttl_ms)).wait(Duration::from_millis(wait_ms))
-}
-
-async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-/// Polls `condition` every 2 ms until it holds; panics after `limit`.
-async fn until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mutual_exclusion_keeps_a_read_modify_write_counter_exact() {
     const TASKS: usize = 32;
     const INCREMENTS: usize = 200;
-    let server = server();
+    let server = common::server();
     let locks = manager(&server);
     let inside = Arc::new(AtomicUsize::new(0));
     let overlaps = Arc::new(AtomicUsize::new(0));
@@ -51,11 +28,11 @@ async fn mutual_exclusion_keeps_a_read_modify_write_counter_exact() {
         let locks = locks.clone();
         let inside = inside.clone();
         let overlaps = overlaps.clone();
-        let mut conn = raw(&server).await;
+        let mut conn = common::connect(&server.url()).await;
         tasks.push(tokio::spawn(async move {
             for _ in 0..INCREMENTS {
                 let guard = locks
-                    .acquire_with("counter", &options(10_000, 60_000))
+                    .acquire_with("counter", &common::options(10_000, 60_000))
                     .await
                     .expect("acquire");
                 if inside.fetch_add(1, Ordering::SeqCst) != 0 {
@@ -76,7 +53,11 @@ async fn mutual_exclusion_keeps_a_read_modify_write_counter_exact() {
     for task in tasks {
         task.await.unwrap();
     }
-    let total: i64 = raw(&server).await.get("counter").await.unwrap();
+    let total: i64 = common::connect(&server.url())
+        .await
+        .get("counter")
+        .await
+        .unwrap();
     assert_eq!(total, (TASKS * INCREMENTS) as i64, "lost updates");
     assert_eq!(overlaps.load(Ordering::SeqCst), 0, "two holders overlapped");
 }
@@ -89,14 +70,14 @@ async fn hand_off_latency(
     server: &RedisServer,
 ) -> Duration {
     let guard = holder
-        .acquire_with("handoff", &options(30_000, 0))
+        .acquire_with("handoff", &common::options(30_000, 0))
         .await
         .unwrap();
     let acquired_at = Arc::new(std::sync::Mutex::new(None));
     let record = acquired_at.clone();
     let task = tokio::spawn(async move {
         let guard = waiter
-            .acquire_with("handoff", &options(30_000, 20_000))
+            .acquire_with("handoff", &common::options(30_000, 20_000))
             .await
             .expect("waiter acquires after the release");
         *record.lock().unwrap() = Some(Instant::now());
@@ -104,7 +85,7 @@ async fn hand_off_latency(
     });
     // The waiter has subscribed and made its attempt after subscribing once it is listening
     // on the channel; give its second attempt time to come back busy.
-    until(Duration::from_secs(5), "the waiter to subscribe", || {
+    common::until(Duration::from_secs(5), "the waiter to subscribe", || {
         server
             .command(&["PUBSUB", "NUMSUB", "lock:handoff"])
             .unwrap()
@@ -128,7 +109,7 @@ fn slow_polling(server: &RedisServer) -> LockManager {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiter_in_another_process_wakes_on_the_release_notice() {
-    let server = server();
+    let server = common::server();
     let latency = hand_off_latency(slow_polling(&server), slow_polling(&server), &server).await;
     eprintln!("hand-off through pub/sub: {latency:?}");
     assert!(
@@ -139,7 +120,7 @@ async fn waiter_in_another_process_wakes_on_the_release_notice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiter_in_the_same_process_wakes_on_the_release() {
-    let server = server();
+    let server = common::server();
     let locks = slow_polling(&server);
     let latency = hand_off_latency(locks.clone(), locks, &server).await;
     eprintln!("hand-off within one manager: {latency:?}");
@@ -151,11 +132,14 @@ async fn waiter_in_the_same_process_wakes_on_the_release() {
 
 #[tokio::test]
 async fn release_and_extend_with_a_stale_token_touch_nothing() {
-    let server = server();
+    let server = common::server();
     let locks = manager(&server);
-    let stale = locks.acquire_with("owned", &options(100, 0)).await.unwrap();
+    let stale = locks
+        .acquire_with("owned", &common::options(100, 0))
+        .await
+        .unwrap();
     let current = locks
-        .acquire_with("owned", &options(30_000, 5_000))
+        .acquire_with("owned", &common::options(30_000, 5_000))
         .await
         .expect("acquired after the first lease expired");
     assert!(matches!(stale.extend().await, Err(LockError::Lost { .. })));
@@ -176,22 +160,22 @@ async fn release_and_extend_with_a_stale_token_touch_nothing() {
 
 #[tokio::test]
 async fn lock_of_a_vanished_holder_is_free_after_its_ttl_and_not_before() {
-    let server = server();
+    let server = common::server();
     let locks = manager(&server);
     let taken = Instant::now();
     std::mem::forget(
         locks
-            .acquire_with("vanished", &options(400, 0))
+            .acquire_with("vanished", &common::options(400, 0))
             .await
             .unwrap(),
     );
     let busy = locks
-        .acquire_with("vanished", &options(400, 0))
+        .acquire_with("vanished", &common::options(400, 0))
         .await
         .unwrap_err();
     assert!(busy.is_timeout(), "{busy:?}");
     let guard = locks
-        .acquire_with("vanished", &options(1_000, 5_000))
+        .acquire_with("vanished", &common::options(1_000, 5_000))
         .await
         .expect("free after the ttl");
     let after = taken.elapsed();
@@ -204,17 +188,19 @@ async fn lock_of_a_vanished_holder_is_free_after_its_ttl_and_not_before() {
 
 #[tokio::test]
 async fn renewal_keeps_a_lock_alive_for_three_times_its_ttl() {
-    let server = server();
+    let server = common::server();
     let locks = manager(&server);
     let other = manager(&server);
     let ttl = 300;
     let result = locks
-        .with_lock("long-job", &options(ttl, 0), |guard| {
+        .with_lock("long-job", &common::options(ttl, 0), |guard| {
             let other = other.clone();
             async move {
                 let start = guard.fencing_token();
                 tokio::time::sleep(Duration::from_millis(3 * ttl)).await;
-                let busy = other.acquire_with("long-job", &options(ttl, 0)).await;
+                let busy = other
+                    .acquire_with("long-job", &common::options(ttl, 0))
+                    .await;
                 assert!(matches!(busy, Err(LockError::Timeout { .. })), "{busy:?}");
                 assert!(guard.remaining() > Duration::ZERO);
                 start
@@ -239,7 +225,7 @@ impl Drop for DropFlag {
 
 #[tokio::test]
 async fn deleting_the_key_makes_the_locked_call_return_lost_and_drops_the_body() {
-    let server = server();
+    let server = common::server();
     let locks = manager(&server);
     let started = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicBool::new(false));
@@ -249,7 +235,7 @@ async fn deleting_the_key_makes_the_locked_call_return_lost_and_drops_the_body()
         let locks = locks.clone();
         tokio::spawn(async move {
             locks
-                .with_lock("doomed", &options(300, 0), |_guard| async move {
+                .with_lock("doomed", &common::options(300, 0), |_guard| async move {
                     let _flag = DropFlag(dropped);
                     started.store(true, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -258,7 +244,7 @@ async fn deleting_the_key_makes_the_locked_call_return_lost_and_drops_the_body()
                 .await
         })
     };
-    until(Duration::from_secs(5), "the body to start", || {
+    common::until(Duration::from_secs(5), "the body to start", || {
         started.load(Ordering::SeqCst)
     })
     .await;
@@ -280,14 +266,14 @@ async fn deleting_the_key_makes_the_locked_call_return_lost_and_drops_the_body()
 
 #[tokio::test]
 async fn fencing_tokens_increase_across_acquisitions_and_expiry() {
-    let server = server();
+    let server = common::server();
     let locks = manager(&server);
     let other = manager(&server);
     let mut last = 0;
     for i in 0..1000 {
         let by = if i % 2 == 0 { &locks } else { &other };
         let guard = by
-            .acquire_with("fenced", &options(10_000, 1_000))
+            .acquire_with("fenced", &common::options(10_000, 1_000))
             .await
             .unwrap();
         assert!(
@@ -298,9 +284,14 @@ async fn fencing_tokens_increase_across_acquisitions_and_expiry() {
         last = guard.fencing_token();
         guard.release().await.unwrap();
     }
-    std::mem::forget(locks.acquire_with("fenced", &options(50, 0)).await.unwrap());
+    std::mem::forget(
+        locks
+            .acquire_with("fenced", &common::options(50, 0))
+            .await
+            .unwrap(),
+    );
     let after_expiry = other
-        .acquire_with("fenced", &options(10_000, 5_000))
+        .acquire_with("fenced", &common::options(10_000, 5_000))
         .await
         .unwrap();
     assert!(after_expiry.fencing_token() > last + 1);
@@ -308,14 +299,14 @@ async fn fencing_tokens_increase_across_acquisitions_and_expiry() {
 
 #[tokio::test]
 async fn different_keys_do_not_block_each_other() {
-    let server = server();
+    let server = common::server();
     let locks = manager(&server);
     let a = locks
-        .acquire_with("left", &options(10_000, 0))
+        .acquire_with("left", &common::options(10_000, 0))
         .await
         .unwrap();
     let b = locks
-        .acquire_with("right", &options(10_000, 0))
+        .acquire_with("right", &common::options(10_000, 0))
         .await
         .unwrap();
     a.release().await.unwrap();
@@ -324,11 +315,14 @@ async fn different_keys_do_not_block_each_other() {
 
 #[tokio::test]
 async fn acquire_many_is_all_or_nothing() {
-    let server = server();
+    let server = common::server();
     let locks = manager(&server);
-    let held = locks.acquire_with("b", &options(10_000, 0)).await.unwrap();
+    let held = locks
+        .acquire_with("b", &common::options(10_000, 0))
+        .await
+        .unwrap();
     let err = locks
-        .acquire_many(&["b", "a"], &options(10_000, 0))
+        .acquire_many(&["b", "a"], &common::options(10_000, 0))
         .await
         .unwrap_err();
     assert!(
@@ -342,7 +336,7 @@ async fn acquire_many_is_all_or_nothing() {
     );
     held.release().await.unwrap();
     let both = locks
-        .acquire_many(&["b", "a", "b"], &options(10_000, 0))
+        .acquire_many(&["b", "a", "b"], &common::options(10_000, 0))
         .await
         .unwrap();
     let keys: Vec<_> = both.iter().map(|guard| guard.key().to_owned()).collect();
@@ -351,11 +345,11 @@ async fn acquire_many_is_all_or_nothing() {
 
 #[tokio::test]
 async fn a_key_holding_another_type_is_a_wrong_type_error() {
-    let server = server();
+    let server = common::server();
     let locks = manager(&server);
     server.command(&["RPUSH", "lock:queue", "job"]).unwrap();
     let err = locks
-        .acquire_with("queue", &options(1_000, 1_000))
+        .acquire_with("queue", &common::options(1_000, 1_000))
         .await
         .unwrap_err();
     assert!(
@@ -372,13 +366,13 @@ async fn a_key_holding_another_type_is_a_wrong_type_error() {
 
 #[tokio::test]
 async fn stopped_redis_gives_an_error_in_bounded_time_and_restart_recovers() {
-    let mut server = server();
+    let mut server = common::server();
     let locks = LockManager::builder(server.url())
         .operation_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
     locks
-        .acquire_with("up", &options(1_000, 0))
+        .acquire_with("up", &common::options(1_000, 0))
         .await
         .unwrap()
         .release()
@@ -387,7 +381,7 @@ async fn stopped_redis_gives_an_error_in_bounded_time_and_restart_recovers() {
     server.stop().unwrap();
     let start = Instant::now();
     let err = locks
-        .acquire_with("up", &options(1_000, 1_000))
+        .acquire_with("up", &common::options(1_000, 1_000))
         .await
         .unwrap_err();
     let took = start.elapsed();
@@ -395,7 +389,7 @@ async fn stopped_redis_gives_an_error_in_bounded_time_and_restart_recovers() {
     assert!(took < Duration::from_secs(5), "gave up after {took:?}");
     server.restart().unwrap();
     let guard = locks
-        .acquire_with("up", &options(1_000, 5_000))
+        .acquire_with("up", &common::options(1_000, 5_000))
         .await
         .expect("works again after the restart");
     guard.release().await.unwrap();
@@ -403,7 +397,7 @@ async fn stopped_redis_gives_an_error_in_bounded_time_and_restart_recovers() {
 
 #[tokio::test]
 async fn paused_redis_gives_an_error_in_bounded_time() {
-    let server = server();
+    let server = common::server();
     let locks = LockManager::builder(server.url())
         .operation_timeout(Duration::from_millis(300))
         .build()
@@ -412,7 +406,7 @@ async fn paused_redis_gives_an_error_in_bounded_time() {
     server.pause().unwrap();
     let start = Instant::now();
     let err = locks
-        .acquire_with("frozen", &options(1_000, 0))
+        .acquire_with("frozen", &common::options(1_000, 0))
         .await
         .unwrap_err();
     let took = start.elapsed();
@@ -436,7 +430,7 @@ async fn unreachable_server_and_bad_url_give_typed_errors() {
         .unwrap();
     let start = Instant::now();
     let err = locks
-        .acquire_with("nowhere", &options(1_000, 0))
+        .acquire_with("nowhere", &common::options(1_000, 0))
         .await
         .unwrap_err();
     assert!(matches!(err, LockError::Redis { .. }), "{err:?}");
@@ -454,7 +448,7 @@ fn clients(server: &RedisServer) -> Vec<String> {
 
 #[tokio::test]
 async fn keys_spread_over_the_command_connections() {
-    let server = server();
+    let server = common::server();
     let locks = LockManager::builder(server.url())
         .connections(3)
         .notifications(false)
@@ -464,7 +458,7 @@ async fn keys_spread_over_the_command_connections() {
     assert_eq!(clients(&server).len(), 1, "{:?}", clients(&server));
     for i in 0..60 {
         let guard = locks
-            .acquire_with(&format!("spread:{i}"), &options(1_000, 0))
+            .acquire_with(&format!("spread:{i}"), &common::options(1_000, 0))
             .await
             .unwrap();
         guard.release().await.unwrap();

@@ -1,15 +1,14 @@
 //! Redlock over independent `redis-server` masters started by each test: quorum, validity,
 //! rollback, renewal by quorum, exclusion, fencing across quorums, and the attribute over it.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redlock::testing::{RedisServer, RedisServers};
-use redlock::{distributed_lock, LockError, LockManager, LockOptions};
-
-/// Upper bound for any one step; never a performance claim.
-const PATIENCE: Duration = Duration::from_secs(60);
+use redlock::{distributed_lock, LockError, LockManager};
 
 fn masters(n: usize) -> RedisServers {
     RedisServers::spawn(n).expect("start redis-server masters")
@@ -19,18 +18,8 @@ fn redlock(servers: &RedisServers) -> LockManager {
     LockManager::redlock(servers.urls()).expect("redlock manager")
 }
 
-fn options(ttl_ms: u64, wait_ms: u64) -> LockOptions {
-    LockOptions::new(Duration::from_millis(ttl_ms)).wait(Duration::from_millis(wait_ms))
-}
-
 fn holds(server: &RedisServer, redis_key: &str) -> bool {
     server.command(&["EXISTS", redis_key]).expect("EXISTS") == "1"
-}
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .expect("did not finish in time")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,7 +30,7 @@ async fn five_masters_with_two_stopped_still_lock() {
     let locks = redlock(&servers);
     locks.ping().await.expect("a quorum answers PING");
 
-    let guard = within(locks.acquire_with("account:7", &options(5_000, 0)))
+    let guard = common::within(locks.acquire_with("account:7", &common::options(5_000, 0)))
         .await
         .expect("3 of 5 masters are a quorum");
     assert!(guard.fencing_token() > 0);
@@ -49,7 +38,7 @@ async fn five_masters_with_two_stopped_still_lock() {
     for i in 0..3 {
         assert!(holds(servers.get(i), "lock:account:7"), "master {i}");
     }
-    let busy = within(locks.acquire_with("account:7", &options(5_000, 0)))
+    let busy = common::within(locks.acquire_with("account:7", &common::options(5_000, 0)))
         .await
         .unwrap_err();
     assert!(busy.is_timeout(), "{busy:?}");
@@ -69,7 +58,7 @@ async fn three_stopped_masters_give_quorum_not_reached_within_the_wait() {
     let locks = redlock(&servers);
 
     // One attempt: at once.
-    let err = within(locks.acquire_with("job", &options(5_000, 0)))
+    let err = common::within(locks.acquire_with("job", &common::options(5_000, 0)))
         .await
         .unwrap_err();
     assert!(
@@ -87,7 +76,7 @@ async fn three_stopped_masters_give_quorum_not_reached_within_the_wait() {
 
     // Retried within the wait, then reported (not a hang, not "busy").
     let started = Instant::now();
-    let err = within(locks.acquire_with("job", &options(5_000, 700)))
+    let err = common::within(locks.acquire_with("job", &common::options(5_000, 700)))
         .await
         .unwrap_err();
     let waited = started.elapsed();
@@ -109,7 +98,7 @@ async fn paused_masters_mid_hold_do_not_break_exclusion() {
     let locks = redlock(&servers);
     let contender = redlock(&servers);
     let ttl = 1_000;
-    let hold = options(ttl, 0);
+    let hold = common::options(ttl, 0);
 
     let held = locks.with_lock("report", &hold, |guard| {
         let servers = &servers;
@@ -124,7 +113,7 @@ async fn paused_masters_mid_hold_do_not_break_exclusion() {
             let started = Instant::now();
             while started.elapsed() < Duration::from_millis(2 * ttl + 500) {
                 let err = contender
-                    .acquire_with("report", &options(ttl, 300))
+                    .acquire_with("report", &common::options(ttl, 300))
                     .await
                     .expect_err("the lock is held");
                 assert!(err.is_timeout(), "{err:?}");
@@ -133,11 +122,13 @@ async fn paused_masters_mid_hold_do_not_break_exclusion() {
             first
         }
     });
-    let first = within(held).await.expect("held throughout, then released");
+    let first = common::within(held)
+        .await
+        .expect("held throughout, then released");
     servers.get(0).resume().unwrap();
     servers.get(1).resume().unwrap();
 
-    let guard = within(contender.acquire_with("report", &options(ttl, 5_000)))
+    let guard = common::within(contender.acquire_with("report", &common::options(ttl, 5_000)))
         .await
         .expect("free after release");
     assert!(guard.fencing_token() > first);
@@ -159,7 +150,7 @@ async fn mutual_exclusion_under_contention_with_increasing_fencing_tokens() {
         tasks.push(tokio::spawn(async move {
             for _ in 0..ROUNDS {
                 let guard = locks
-                    .acquire_with("counter", &options(10_000, 60_000))
+                    .acquire_with("counter", &common::options(10_000, 60_000))
                     .await
                     .expect("acquire");
                 assert_eq!(
@@ -175,7 +166,7 @@ async fn mutual_exclusion_under_contention_with_increasing_fencing_tokens() {
         }));
     }
     for task in tasks {
-        within(task).await.expect("task");
+        common::within(task).await.expect("task");
     }
     let tokens = tokens.lock().unwrap();
     assert_eq!(tokens.len(), TASKS * ROUNDS);
@@ -192,9 +183,10 @@ async fn fencing_tokens_increase_across_different_quorums() {
     let take = |locks: &LockManager| {
         let locks = locks.clone();
         async move {
-            let guard = within(locks.acquire_with("fenced", &options(2_000, 5_000)))
-                .await
-                .expect("quorum of 2");
+            let guard =
+                common::within(locks.acquire_with("fenced", &common::options(2_000, 5_000)))
+                    .await
+                    .expect("quorum of 2");
             let token = guard.fencing_token();
             guard.release().await.expect("release");
             token
@@ -225,11 +217,11 @@ async fn a_busy_quorum_times_out_and_leaves_the_holder_intact() {
     let servers = masters(3);
     let locks = redlock(&servers);
     let guard = locks
-        .acquire_with("shared", &options(10_000, 0))
+        .acquire_with("shared", &common::options(10_000, 0))
         .await
         .unwrap();
     let started = Instant::now();
-    let err = within(locks.acquire_with("shared", &options(10_000, 300)))
+    let err = common::within(locks.acquire_with("shared", &common::options(10_000, 300)))
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
@@ -274,7 +266,7 @@ async fn the_attribute_works_unchanged_over_redlock() {
     let servers = masters(3);
     let locks = redlock(&servers);
     let inside = AtomicUsize::new(0);
-    let (a, b, c) = within(async {
+    let (a, b, c) = common::within(async {
         tokio::join!(
             append(&locks, 1, &inside),
             append(&locks, 1, &inside),

@@ -3,23 +3,10 @@
 //! attribute over it.
 #![cfg(feature = "sentinel")]
 
-use std::time::Duration;
+mod common;
 
 use redlock::testing::RedisSentinel;
-use redlock::{distributed_lock, LockError, LockManager, LockOptions};
-
-/// Upper bound for any one step; never a performance claim.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn options(ttl_ms: u64, wait_ms: u64) -> LockOptions {
-    LockOptions::new(Duration::from_millis(ttl_ms)).wait(Duration::from_millis(wait_ms))
-}
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .expect("did not finish in time")
-}
+use redlock::{distributed_lock, LockError, LockManager};
 
 #[distributed_lock(key = "nightly:<job>", ttl = "5s", wait = "10s", client = locks, guard = lock)]
 async fn run_job(locks: &LockManager, job: &str) -> Result<u64, LockError> {
@@ -38,14 +25,16 @@ async fn after_a_failover_new_locks_go_to_the_new_master() {
     assert_eq!(setup.master_index().unwrap(), 0);
 
     // Before: locks on server 0, the first master.
-    let before = within(locks.acquire_with("before", &options(30_000, 0)))
+    let before = common::within(locks.acquire_with("before", &common::options(30_000, 0)))
         .await
         .expect("acquire on the first master");
     assert_ne!(
         setup.server(0).command(&["GET", "lock:before"]).unwrap(),
         "(nil)"
     );
-    let token = within(run_job(&locks, "report")).await.expect("attribute");
+    let token = common::within(run_job(&locks, "report"))
+        .await
+        .expect("attribute");
     assert!(token > 0);
 
     tokio::task::block_in_place(|| setup.failover()).expect("failover");
@@ -53,7 +42,7 @@ async fn after_a_failover_new_locks_go_to_the_new_master() {
 
     // After: the old master is a replica and answers READONLY; the manager asks the sentinel
     // again and locks on the new master.
-    let after = within(locks.acquire_with("after", &options(30_000, 5_000)))
+    let after = common::within(locks.acquire_with("after", &common::options(30_000, 5_000)))
         .await
         .expect("acquire on the new master");
     let on_new = setup.server(1).command(&["GET", "lock:after"]).unwrap();
@@ -65,7 +54,7 @@ async fn after_a_failover_new_locks_go_to_the_new_master() {
     assert!(format!("{locks:?}").contains(&setup.server(1).port().unwrap().to_string()));
     // Fencing tokens continue from the replicated counter.
     assert!(after.fencing_token() > token);
-    let later = within(run_job(&locks, "report"))
+    let later = common::within(run_job(&locks, "report"))
         .await
         .expect("attribute after failover");
     assert!(later > after.fencing_token());

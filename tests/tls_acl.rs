@@ -3,13 +3,12 @@
 //! locks need; clear errors for an untrusted server and for wrong credentials.
 #![cfg(feature = "tls")]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use redlock::testing::{ServerOptions, TlsRedisServer};
-use redlock::{distributed_lock, LockError, LockManager, LockOptions};
-
-/// Upper bound for any one step; never a performance claim.
-const PATIENCE: Duration = Duration::from_secs(60);
+use redlock::{distributed_lock, LockError, LockManager};
 
 /// What a lock manager needs, and nothing else: its commands (the scripts' too), the lock keys
 /// and fencing counter, the release-notice channels.
@@ -40,16 +39,6 @@ const LOCKER_ACL: &[&str] = &[
     "+hello",
 ];
 
-fn options(ttl_ms: u64, wait_ms: u64) -> LockOptions {
-    LockOptions::new(Duration::from_millis(ttl_ms)).wait(Duration::from_millis(wait_ms))
-}
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .expect("did not finish in time")
-}
-
 fn tls_server(require_client_certificates: bool) -> TlsRedisServer {
     TlsRedisServer::spawn(ServerOptions::new(), require_client_certificates)
         .expect("start a TLS redis-server")
@@ -71,9 +60,9 @@ async fn export(locks: &LockManager, id: u32) -> Result<u64, LockError> {
 async fn locks_work_over_tls_with_a_test_ca() {
     let server = tls_server(false);
     let locks = trusting(&server, &server.tls_url());
-    within(locks.ping()).await.expect("PING over TLS");
+    common::within(locks.ping()).await.expect("PING over TLS");
 
-    let guard = within(locks.acquire_with("report", &options(10_000, 0)))
+    let guard = common::within(locks.acquire_with("report", &common::options(10_000, 0)))
         .await
         .expect("acquire over TLS");
     assert_ne!(
@@ -83,7 +72,11 @@ async fn locks_work_over_tls_with_a_test_ca() {
     // A waiter is woken by the release notice, over its own TLS pub/sub connection.
     let waiter = {
         let locks = locks.clone();
-        tokio::spawn(async move { locks.acquire_with("report", &options(10_000, 30_000)).await })
+        tokio::spawn(async move {
+            locks
+                .acquire_with("report", &common::options(10_000, 30_000))
+                .await
+        })
     };
     let started = Instant::now();
     while server
@@ -92,11 +85,14 @@ async fn locks_work_over_tls_with_a_test_ca() {
         .unwrap()
         != "lock:report\n1"
     {
-        assert!(started.elapsed() < PATIENCE, "the waiter never subscribed");
+        assert!(
+            started.elapsed() < common::PATIENCE,
+            "the waiter never subscribed"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     guard.release().await.unwrap();
-    within(waiter)
+    common::within(waiter)
         .await
         .unwrap()
         .expect("the waiter")
@@ -104,8 +100,12 @@ async fn locks_work_over_tls_with_a_test_ca() {
         .await
         .unwrap();
 
-    let first = within(export(&locks, 1)).await.expect("attribute over TLS");
-    let second = within(export(&locks, 1)).await.expect("attribute over TLS");
+    let first = common::within(export(&locks, 1))
+        .await
+        .expect("attribute over TLS");
+    let second = common::within(export(&locks, 1))
+        .await
+        .expect("attribute over TLS");
     assert!(second > first);
 }
 
@@ -114,7 +114,7 @@ async fn an_untrusted_server_certificate_is_a_clear_error() {
     let server = tls_server(false);
     // The system roots do not include the test CA.
     let locks = LockManager::new(&server.tls_url()).expect("manager");
-    let err = within(locks.acquire_with("k", &options(1_000, 0)))
+    let err = common::within(locks.acquire_with("k", &common::options(1_000, 0)))
         .await
         .unwrap_err();
     assert!(matches!(err, LockError::Redis { .. }), "{err:?}");
@@ -129,7 +129,7 @@ async fn an_untrusted_server_certificate_is_a_clear_error() {
 async fn mutual_tls_needs_the_client_certificate() {
     let server = tls_server(true);
     let without = trusting(&server, &server.tls_url());
-    let err = within(without.acquire_with("k", &options(1_000, 0)))
+    let err = common::within(without.acquire_with("k", &common::options(1_000, 0)))
         .await
         .unwrap_err();
     assert!(matches!(err, LockError::Redis { .. }), "{err:?}");
@@ -140,7 +140,7 @@ async fn mutual_tls_needs_the_client_certificate() {
         .tls_client_certificate(certs.client_cert_pem(), certs.client_key_pem())
         .build()
         .unwrap();
-    let guard = within(with.acquire_with("k", &options(1_000, 0)))
+    let guard = common::within(with.acquire_with("k", &common::options(1_000, 0)))
         .await
         .expect("acquire with a client certificate");
     guard.release().await.unwrap();
@@ -152,14 +152,14 @@ async fn an_acl_user_with_only_the_needed_commands_can_lock() {
     server.server().command(LOCKER_ACL).expect("ACL SETUSER");
     let locks = trusting(&server, &server.tls_url_as("locker", "locker-pw"));
 
-    let guard = within(locks.acquire_with("payroll", &options(10_000, 0)))
+    let guard = common::within(locks.acquire_with("payroll", &common::options(10_000, 0)))
         .await
         .expect("acquire as the ACL user");
     let waiter = {
         let locks = locks.clone();
         tokio::spawn(async move {
             locks
-                .acquire_with("payroll", &options(10_000, 30_000))
+                .acquire_with("payroll", &common::options(10_000, 30_000))
                 .await
         })
     };
@@ -170,14 +170,17 @@ async fn an_acl_user_with_only_the_needed_commands_can_lock() {
         .unwrap()
         != "lock:payroll\n1"
     {
-        assert!(started.elapsed() < PATIENCE, "the waiter never subscribed");
+        assert!(
+            started.elapsed() < common::PATIENCE,
+            "the waiter never subscribed"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     guard.extend().await.expect("extend as the ACL user");
     guard.release().await.expect("release as the ACL user");
-    let second = within(waiter).await.unwrap().expect("the waiter");
+    let second = common::within(waiter).await.unwrap().expect("the waiter");
     second.release().await.unwrap();
-    let token = within(export(&locks, 2))
+    let token = common::within(export(&locks, 2))
         .await
         .expect("attribute as the ACL user");
     assert!(token > 0);
@@ -212,7 +215,7 @@ async fn wrong_credentials_give_a_clear_error_at_once() {
     server.server().command(LOCKER_ACL).expect("ACL SETUSER");
     let locks = trusting(&server, &server.tls_url_as("locker", "not-the-password"));
     let started = Instant::now();
-    let err = within(locks.acquire_with("payroll", &options(10_000, 5_000)))
+    let err = common::within(locks.acquire_with("payroll", &common::options(10_000, 5_000)))
         .await
         .unwrap_err();
     assert!(

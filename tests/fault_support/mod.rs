@@ -1,5 +1,5 @@
-//! Support for the fault and soak suites: child processes that re-run this test binary, a clock
-//! shared by processes, and polling helpers.
+//! Support for the fault and soak suites: child processes that re-run this test binary, and a
+//! clock shared by processes.
 //!
 //! A suite declares `#[test] fn child_process_entry()`, which does nothing unless
 //! `REDLOCK_FAULT_CHILD` names a role; [`ChildProcess::spawn`] runs the test binary again with
@@ -243,14 +243,5 @@ impl ChildProcess {
 impl Drop for ChildProcess {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// Polls `condition` every 2 ms until it holds; panics with `what` after `limit`.
-pub async fn until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
