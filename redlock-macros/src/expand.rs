@@ -148,17 +148,23 @@ fn local(name: &str) -> syn::Ident {
 
 /// One key, as a `String` built from the parameters before the body runs.
 fn build_key(runtime: &Runtime<'_>, key: &Key) -> TokenStream {
-    let mut parts = key.parts.iter().peekable();
-    let start = match parts.next_if(|part| matches!(part, Part::Text(_))) {
-        Some(Part::Text(text)) => quote!(::std::string::String::from(#text)),
-        _ => quote!(::std::string::String::new()),
-    };
-    if parts.peek().is_none() {
-        return start;
+    if let [Part::Text(text)] = key.parts.as_slice() {
+        return quote!(::std::string::String::from(#text));
     }
+    // Room for the literal text and a typical formatted value per placeholder, so building the
+    // key allocates once.
+    let capacity: usize = key
+        .parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(text) => text.len(),
+            Part::Value { .. } => 16,
+        })
+        .sum();
+    let start = quote!(::std::string::String::with_capacity(#capacity));
     let var = local("__redlock_key");
     let push_part = runtime.item("push_part");
-    let pushes = parts.map(|part| match part {
+    let pushes = key.parts.iter().map(|part| match part {
         Part::Text(text) => quote!(#var.push_str(#text);),
         Part::Value { root, fields } => {
             // At the key literal, so a value that is not `Display` is reported there.
