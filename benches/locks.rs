@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redlock::testing::RedisServer;
+use redlock::testing::{RedisServer, ServerOptions};
 use redlock::{distributed_lock, LockError, LockManager, LockOptions};
 
 const TTL_MS: u64 = 10_000;
@@ -578,7 +578,10 @@ fn main() {
     let (_server, url) = match std::env::var("REDIS_URL") {
         Ok(url) => (None, url),
         Err(_) => {
-            let server = RedisServer::spawn().expect("start redis-server (or set REDIS_URL)");
+            // In a session of its own, so the kernel schedules it as the separate service a
+            // real Redis is, not as one more thread of this benchmark.
+            let server = RedisServer::spawn_with(ServerOptions::new().own_session(true))
+                .expect("start redis-server (or set REDIS_URL)");
             let url = server.url();
             (Some(server), url)
         }

@@ -163,6 +163,7 @@ pub struct ServerOptions {
     unix_socket: bool,
     password: Option<String>,
     args: Vec<String>,
+    own_session: bool,
 }
 
 impl ServerOptions {
@@ -181,6 +182,16 @@ impl ServerOptions {
     /// [`RedisServer::command`] use it.
     pub fn password(mut self, pw: &str) -> Self {
         self.password = Some(pw.to_owned());
+        self
+    }
+
+    /// Start the server in a session of its own, so the kernel schedules it as a separate
+    /// service (as a real Redis is: with autogrouping, a child in this process's session
+    /// competes with this process's threads as one of them). It is still killed on drop, and
+    /// also when the thread that started it exits; start it from a thread that outlives its use
+    /// (a benchmark's main thread, say).
+    pub fn own_session(mut self, yes: bool) -> Self {
+        self.own_session = yes;
         self
     }
 
@@ -210,6 +221,7 @@ pub struct RedisServer {
     bin: PathBuf,
     password: Option<String>,
     args: Vec<String>,
+    own_session: bool,
     log_path: PathBuf,
     dir: TempDir,
 }
@@ -250,6 +262,7 @@ impl RedisServer {
             bin,
             password: opts.password,
             args: opts.args,
+            own_session: opts.own_session,
             log_path: dir.path().join("redis.log"),
             dir,
         };
@@ -470,6 +483,21 @@ impl RedisServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
+        if self.own_session {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec the child calls only `setsid` and `prctl`, both
+            // async-signal-safe, and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::setsid() == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // Not orphaned if this process dies without dropping the server.
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
 
         // Only the output of this start goes into error messages.
         let offsets = (file_len(&self.log_path), file_len(&stderr_path));
@@ -890,6 +918,30 @@ mod tests {
             server.command(&["CONFIG", "GET", "maxmemory"]).unwrap(),
             "maxmemory\n1048576"
         );
+    }
+
+    /// The session id of process `pid` (field 6 of `/proc/<pid>/stat`).
+    fn session_of(pid: u32) -> i64 {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let after_name = stat.rsplit_once(')').expect("stat format").1;
+        // state, ppid, pgrp, session
+        after_name
+            .split_whitespace()
+            .nth(3)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn own_session_puts_the_server_in_a_session_it_leads() {
+        let ours = session_of(std::process::id());
+        let shared = RedisServer::spawn().expect("spawn");
+        assert_eq!(session_of(shared.pid().unwrap()), ours);
+        let own = RedisServer::spawn_with(ServerOptions::new().own_session(true)).expect("spawn");
+        let pid = own.pid().unwrap();
+        assert_eq!(session_of(pid), i64::from(pid));
+        assert_eq!(own.command(&["PING"]).unwrap(), "PONG");
     }
 
     #[test]
