@@ -94,11 +94,8 @@ async fn same_key_callers_run_one_at_a_time() {
             })
         })
         .collect();
-    for task in tasks {
-        common::within(task)
-            .await
-            .expect("task")
-            .expect("increments");
+    for increments in common::joined(tasks).await {
+        increments.expect("increments");
     }
     assert_eq!(server.command(&["GET", "shared"]).unwrap(), "320");
 }
@@ -219,11 +216,8 @@ async fn opposite_transfers_never_deadlock_and_balance_exactly() {
             })
         })
         .collect();
-    for task in tasks {
-        common::within(task)
-            .await
-            .expect("task")
-            .expect("transfers");
+    for transfers in common::joined(tasks).await {
+        transfers.expect("transfers");
     }
     assert_eq!(server.command(&["GET", "balance:a"]).unwrap(), "900");
     assert_eq!(server.command(&["GET", "balance:b"]).unwrap(), "1100");

@@ -50,9 +50,7 @@ async fn mutual_exclusion_keeps_a_read_modify_write_counter_exact() {
             }
         }));
     }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    common::joined(tasks).await;
     let total: i64 = common::connect(&server.url())
         .await
         .get("counter")

@@ -165,9 +165,7 @@ async fn mutual_exclusion_under_contention_with_increasing_fencing_tokens() {
             }
         }));
     }
-    for task in tasks {
-        common::within(task).await.expect("task");
-    }
+    common::joined(tasks).await;
     let tokens = tokens.lock().unwrap();
     assert_eq!(tokens.len(), TASKS * ROUNDS);
     assert!(

@@ -244,26 +244,17 @@ where
             .find(|held| held.manager == id && held.guard.key() == key)
             .map(|held| held.guard.clone())
     };
-    // The keys this task does not hold yet, taken together (all or nothing), in sorted order.
-    let acquired: Vec<Arc<LockGuard>> = match keys.as_slice() {
-        [key] if outer.is_empty() => vec![Arc::new(manager.acquire_with(key, &options).await?)],
-        _ => {
-            let fresh: Vec<&str> = keys
-                .iter()
-                .map(String::as_str)
-                .filter(|key| reused(key).is_none())
-                .collect();
-            match fresh.as_slice() {
-                [] => Vec::new(),
-                [key] => vec![Arc::new(manager.acquire_with(key, &options).await?)],
-                many => manager
-                    .acquire_many(many, &options)
-                    .await?
-                    .into_iter()
-                    .map(Arc::new)
-                    .collect(),
-            }
-        }
+    // The keys this task does not hold yet (all of them outside any locked call), taken
+    // together, all or nothing, in sorted order.
+    let acquired = if outer.is_empty() {
+        take(&manager, &keys, &options).await?
+    } else {
+        let fresh: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|key| reused(key).is_none())
+            .collect();
+        take(&manager, &fresh, &options).await?
     };
     let guards: Vec<Arc<LockGuard>> = if acquired.len() == keys.len() {
         acquired.clone()
@@ -289,4 +280,22 @@ where
     let outcome = renew::hold(&acquired, options.renews(), body).await;
     release_after(&acquired).await;
     outcome
+}
+
+/// Acquires `keys` (sorted, distinct) together: all or nothing.
+async fn take<K: AsRef<str>>(
+    manager: &LockManager,
+    keys: &[K],
+    options: &LockOptions,
+) -> Result<Vec<Arc<LockGuard>>, LockError> {
+    Ok(match keys {
+        [] => Vec::new(),
+        [key] => vec![Arc::new(manager.acquire_with(key.as_ref(), options).await?)],
+        many => manager
+            .acquire_many(many, options)
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
+    })
 }

@@ -68,13 +68,8 @@ impl Node {
     /// The command connection for `redis_key`, created on first use.
     async fn connection(&self, key: &str, redis_key: &str) -> Result<ConnectionManager, LockError> {
         let limit = self.op_timeout;
-        let slot = match self.conns.len() {
-            1 => 0,
-            n => {
-                (BuildHasherDefault::<DefaultHasher>::default().hash_one(redis_key) % n as u64)
-                    as usize
-            }
-        };
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(redis_key);
+        let slot = (hash % self.conns.len() as u64) as usize;
         self.conns[slot]
             .get_or_try_init(|| async {
                 let config = ConnectionManagerConfig::new()

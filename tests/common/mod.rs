@@ -49,6 +49,15 @@ pub async fn within<F: Future>(future: F) -> F::Output {
         .expect("did not finish in time")
 }
 
+/// Awaits every spawned task, each within [`PATIENCE`]; panics if one panicked.
+pub async fn joined<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut outputs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outputs.push(within(task).await.expect("task"));
+    }
+    outputs
+}
+
 /// Polls `condition` every 2 ms until it holds; panics with `what` after `limit`.
 pub async fn until(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
     until_every(limit, Duration::from_millis(2), what, condition).await;
