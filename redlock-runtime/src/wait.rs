@@ -16,7 +16,8 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -43,7 +44,54 @@ impl Backoff {
     }
 }
 
-type Table = Arc<Mutex<HashMap<String, Entry>>>;
+type Table = Arc<Waiting>;
+
+/// The keys this process waits for, each with its waiters' entry.
+#[derive(Default)]
+struct Waiting {
+    entries: Mutex<HashMap<String, Entry>>,
+    /// How many keys `entries` holds, readable without the lock: with nobody waiting, taking
+    /// and releasing locks never touches the table.
+    keys: AtomicUsize,
+}
+
+impl Waiting {
+    fn lock(&self) -> Entries<'_> {
+        Entries {
+            map: self.entries.lock().unwrap_or_else(|e| e.into_inner()),
+            keys: &self.keys,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.load(Ordering::Acquire) == 0
+    }
+}
+
+/// The locked table; publishes its size when unlocked.
+struct Entries<'a> {
+    map: MutexGuard<'a, HashMap<String, Entry>>,
+    keys: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for Entries<'_> {
+    type Target = HashMap<String, Entry>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for Entries<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
+impl Drop for Entries<'_> {
+    fn drop(&mut self) {
+        self.keys.store(self.map.len(), Ordering::Release);
+    }
+}
 
 struct Entry {
     refs: usize,
@@ -100,10 +148,6 @@ impl PubSub {
             Self::Cluster(conn) => conn.sunsubscribe(channel).await,
         }
     }
-}
-
-fn lock(table: &Table) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-    table.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn timed_out(what: &str) -> redis::RedisError {
@@ -183,7 +227,7 @@ impl Notices {
     /// every release after this returns is heard.
     pub(crate) async fn subscribe(&self, channel: &str) -> redis::RedisResult<Subscription> {
         let (bell, subscribed) = {
-            let mut table = lock(&self.table);
+            let mut table = self.table.lock();
             let entry = table.entry(channel.to_owned()).or_insert_with(|| Entry {
                 refs: 0,
                 bell: Arc::default(),
@@ -221,13 +265,16 @@ impl Notices {
     /// Whether tasks of this process are waiting for `channel`: a newcomer then queues behind
     /// them instead of overtaking them.
     pub(crate) fn has_waiters(&self, channel: &str) -> bool {
-        lock(&self.table).contains_key(channel)
+        !self.table.is_empty() && self.table.lock().contains_key(channel)
     }
 
     /// This process released `channel`: wake its longest-waiting local waiter now, without
     /// waiting for the published notice (which, when it comes back, wakes nobody).
     pub(crate) fn released_locally(&self, channel: &str) {
-        if let Some(entry) = lock(&self.table).get_mut(channel) {
+        if self.table.is_empty() {
+            return; // nobody here waits; a waiter arriving now hears the published notice
+        }
+        if let Some(entry) = self.table.lock().get_mut(channel) {
             entry.echoes += 1;
             entry.bell.notify_one();
         }
@@ -242,7 +289,7 @@ fn dispatch(table: &Table, info: PushInfo) {
                 Some(Value::SimpleString(s)) => Some(s.as_str()),
                 _ => None,
             };
-            let mut table = lock(table);
+            let mut table = table.lock();
             if let Some(entry) = channel.and_then(|c| table.get_mut(c)) {
                 if entry.echoes > 0 {
                     entry.echoes -= 1;
@@ -260,7 +307,7 @@ fn dispatch(table: &Table, info: PushInfo) {
                 _ => None,
             };
             if let Some(entry) = channel.and_then(|c| {
-                lock(table).get_mut(c).map(|e| {
+                table.lock().get_mut(c).map(|e| {
                     e.subscribed = Arc::default();
                     e.bell.clone()
                 })
@@ -270,7 +317,7 @@ fn dispatch(table: &Table, info: PushInfo) {
         }
         PushKind::Disconnection => {
             // Notices may have been missed: let every waiter look again.
-            for entry in lock(table).values_mut() {
+            for entry in table.lock().values_mut() {
                 entry.echoes = 0;
                 entry.bell.notify_waiters();
             }
@@ -311,7 +358,7 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let last = {
-            let mut table = lock(&self.table);
+            let mut table = self.table.lock();
             match table.get_mut(&self.channel) {
                 Some(entry) if entry.refs > 1 => {
                     entry.refs -= 1;
@@ -337,7 +384,7 @@ impl Drop for Subscription {
         let channel = std::mem::take(&mut self.channel);
         handle.spawn(async move {
             let _order = order.lock().await;
-            if lock(&table).contains_key(&channel) {
+            if table.lock().contains_key(&channel) {
                 return; // a new waiter arrived and is subscribed (or about to be)
             }
             if let Err(e) = conn.unsubscribe(&channel).await {
