@@ -105,6 +105,8 @@ impl Via {
 struct Ctx {
     locks: LockManager,
     raw: Raw,
+    /// The benchmark's own Redis, whose system calls can be counted (`None` with `REDIS_URL`).
+    redis_pid: Option<u32>,
     seconds: f64,
     cycles: usize,
 }
@@ -211,6 +213,15 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// Read and write system calls (`read`, `write`, `readv`, `writev` ...) process `pid` has made.
+fn syscalls(pid: &str) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .filter(|l| l.starts_with("syscr:") || l.starts_with("syscw:"))
+        .map(|l| l.split_once(':')?.1.trim().parse::<u64>().ok())
+        .sum()
+}
+
 /// One section of Redis's `INFO`.
 async fn info(raw: &Raw, section: &str) -> String {
     let mut conn = raw.conn.clone();
@@ -237,11 +248,17 @@ struct Throughput {
     rate: f64,
     client_cpu_us: f64,
     redis_cpu_us: f64,
+    /// Read/write system calls per cycle of this process and of Redis (`NaN` where unknown).
+    client_syscalls: f64,
+    redis_syscalls: f64,
 }
 
 /// B: 32 tasks, each on its own key.
 async fn distinct_keys(ctx: &Arc<Ctx>, via: Via, seconds: f64) -> Throughput {
+    let redis_pid = ctx.redis_pid.map(|pid| pid.to_string());
+    let redis_syscalls = || redis_pid.as_deref().and_then(syscalls);
     let (client_before, redis_before) = (process_cpu(), redis_cpu(&ctx.raw).await);
+    let (client_calls_before, redis_calls_before) = (syscalls("self"), redis_syscalls());
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for t in 0..32 {
@@ -268,7 +285,15 @@ async fn distinct_keys(ctx: &Arc<Ctx>, via: Via, seconds: f64) -> Throughput {
     }
     let elapsed = start.elapsed();
     let cycles = total.max(1) as f64;
+    let per_cycle = |before: Option<u64>, after: Option<u64>| match (before, after) {
+        (Some(before), Some(after)) => after.saturating_sub(before) as f64 / cycles,
+        _ => f64::NAN,
+    };
+    let client_syscalls = per_cycle(client_calls_before, syscalls("self"));
+    let redis_syscalls = per_cycle(redis_calls_before, redis_syscalls());
     Throughput {
+        client_syscalls,
+        redis_syscalls,
         rate: total as f64 / elapsed.as_secs_f64(),
         client_cpu_us: us(process_cpu().saturating_sub(client_before)) / cycles,
         redis_cpu_us: us(redis_cpu(&ctx.raw).await.saturating_sub(redis_before)) / cycles,
@@ -486,6 +511,7 @@ async fn report_b(ctx: &Arc<Ctx>, figures: &mut Vec<(String, f64)>) {
     let b_rounds = 6;
     let mut b_round_rates: [Vec<f64>; 3] = Default::default();
     let mut b_cpu = [(0.0, 0.0); 3];
+    let mut b_calls = [(0.0, 0.0); 3];
     for _ in 0..b_rounds {
         for (i, via) in [Via::Raw, Via::Manager, Via::Attribute]
             .into_iter()
@@ -495,6 +521,8 @@ async fn report_b(ctx: &Arc<Ctx>, figures: &mut Vec<(String, f64)>) {
             b_round_rates[i].push(round.rate);
             b_cpu[i].0 += round.client_cpu_us / b_rounds as f64;
             b_cpu[i].1 += round.redis_cpu_us / b_rounds as f64;
+            b_calls[i].0 += round.client_syscalls / b_rounds as f64;
+            b_calls[i].1 += round.redis_syscalls / b_rounds as f64;
         }
     }
     let mut b_rate = [0.0; 3];
@@ -504,14 +532,21 @@ async fn report_b(ctx: &Arc<Ctx>, figures: &mut Vec<(String, f64)>) {
     {
         b_rate[i] = b_round_rates[i].iter().sum::<f64>() / b_rounds as f64;
         let (client, redis) = b_cpu[i];
+        let (client_calls, redis_calls) = b_calls[i];
         println!(
-            "   {:<10} {:>9.0} cycles/s   CPU per cycle: client {client:>5.1}us, redis {redis:>5.1}us",
+            "   {:<10} {:>9.0} cycles/s   CPU per cycle: client {client:>5.1}us, redis {redis:>5.1}us   \
+             read/write calls per cycle: client {client_calls:>4.2}, redis {redis_calls:>4.2}",
             via.name(),
             b_rate[i]
         );
         figures.push((format!("b_{}_cycles_per_s", via.name()), b_rate[i]));
         figures.push((format!("b_{}_client_cpu_us", via.name()), client));
         figures.push((format!("b_{}_redis_cpu_us", via.name()), redis));
+        for (side, calls) in [("client", client_calls), ("redis", redis_calls)] {
+            if calls.is_finite() {
+                figures.push((format!("b_{}_{side}_syscalls", via.name()), calls));
+            }
+        }
     }
     let per_round = |a: usize, b: usize| {
         let mut ratios: Vec<f64> = b_round_rates[a]
@@ -575,7 +610,7 @@ fn main() {
     let seconds = env_f64("BENCH_SECONDS", 5.0);
     let cycles = env_f64("BENCH_CYCLES", 20_000.0) as usize;
     let memory_cycles = env_f64("BENCH_MEMORY_CYCLES", 1_000_000.0) as usize;
-    let (_server, url) = match std::env::var("REDIS_URL") {
+    let (server, url) = match std::env::var("REDIS_URL") {
         Ok(url) => (None, url),
         Err(_) => {
             // In a session of its own, so the kernel schedules it as the separate service a
@@ -611,6 +646,7 @@ fn main() {
                 }
                 .expect("manager"),
                 raw: Raw::new(&url).await,
+                redis_pid: server.as_ref().and_then(RedisServer::pid),
                 seconds,
                 cycles,
             });
