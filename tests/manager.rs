@@ -413,6 +413,77 @@ async fn paused_redis_gives_an_error_in_bounded_time() {
     assert!(took < Duration::from_secs(3), "gave up after {took:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_on_a_silent_server_all_fail_together_and_the_next_connection_works() {
+    let server = common::server();
+    let limit = Duration::from_millis(400);
+    let locks = LockManager::builder(server.url())
+        .operation_timeout(limit)
+        .connections(1)
+        .build()
+        .unwrap();
+    locks.ping().await.unwrap();
+    server.pause().unwrap();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let locks = locks.clone();
+        tasks.push(tokio::spawn(async move {
+            let err = locks
+                .acquire_with(&format!("silent:{i}"), &common::options(5_000, 0))
+                .await
+                .unwrap_err();
+            (err, start.elapsed())
+        }));
+    }
+    let outcomes = common::joined(tasks).await;
+    server.resume().unwrap();
+    for (err, took) in &outcomes {
+        // One operation timeout of silence closes the connection; the watchdog looks four
+        // times per timeout, so a request fails after at most about 1.25 timeouts.
+        let LockError::Redis { source, .. } = err else {
+            panic!("expected a Redis error, got {err:?}");
+        };
+        assert!(source.is_timeout(), "{source}");
+        assert!(source.to_string().contains("did not answer"), "{source}");
+        assert!(*took >= limit, "failed after {took:?}, before the timeout");
+        assert!(*took < limit * 3, "failed only after {took:?}");
+    }
+    // (The unanswered requests may still run now that the server is back: their keys stay
+    // taken until their leases end. Another key shows the new connection.)
+    let guard = common::within(locks.acquire_with("silent:after", &common::options(5_000, 0)))
+        .await
+        .expect("a new connection once the server answers again");
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_manager_leaves_no_connection_task_running() {
+    let server = common::server();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let locks = LockManager::builder(server.url())
+        .connections(2)
+        .build()
+        .unwrap();
+    for key in ["left", "right", "up", "down"] {
+        let guard = locks
+            .acquire_with(key, &common::options(5_000, 0))
+            .await
+            .unwrap();
+        guard.release().await.unwrap();
+    }
+    assert!(
+        metrics.num_alive_tasks() > before,
+        "connections run their tasks here"
+    );
+    drop(locks);
+    common::until(common::PATIENCE, "the connection tasks to end", || {
+        metrics.num_alive_tasks() == before
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn unreachable_server_and_bad_url_give_typed_errors() {
     let err = LockManager::new("not a url").unwrap_err();

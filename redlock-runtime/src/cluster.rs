@@ -31,6 +31,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 
 use crate::error::LockError;
+use crate::link::Bound;
 use crate::node::{attempt_on, extend_on, query_on, release_on};
 use crate::scripts::{self, Attempt, Claim, Holding};
 use crate::wait::{Notices, Subscription};
@@ -141,8 +142,13 @@ impl ClusterNode {
     /// `PING`s a random master.
     pub(crate) async fn ping(&self) -> Result<(), LockError> {
         let mut conn = self.connection("").await?;
-        let _: String =
-            query_on(&mut conn, self.settings.op_timeout, "", &redis::cmd("PING")).await?;
+        let _: String = query_on(
+            &mut conn,
+            Bound::Timer(self.settings.op_timeout),
+            "",
+            &redis::cmd("PING"),
+        )
+        .await?;
         Ok(())
     }
 
@@ -154,20 +160,26 @@ impl ClusterNode {
             fence_key: &fence_key,
             ..claim
         };
-        attempt_on(&mut conn, self.settings.op_timeout, claim).await
+        attempt_on(&mut conn, Bound::Timer(self.settings.op_timeout), claim).await
     }
 
     /// Compare-and-delete with a sharded release notice.
     pub(crate) async fn release(&self, lock: Holding<'_>) -> Result<bool, LockError> {
         let mut conn = self.connection(lock.key).await?;
-        let limit = self.settings.op_timeout;
-        release_on(&mut conn, limit, &scripts::RELEASE_SHARDED, lock).await
+        let bound = Bound::Timer(self.settings.op_timeout);
+        release_on(&mut conn, bound, &scripts::RELEASE_SHARDED, lock).await
     }
 
     /// Compare-and-pexpire.
     pub(crate) async fn extend(&self, lock: Holding<'_>, ttl_ms: u64) -> Result<bool, LockError> {
         let mut conn = self.connection(lock.key).await?;
-        extend_on(&mut conn, self.settings.op_timeout, lock, ttl_ms).await
+        extend_on(
+            &mut conn,
+            Bound::Timer(self.settings.op_timeout),
+            lock,
+            ttl_ms,
+        )
+        .await
     }
 }
 

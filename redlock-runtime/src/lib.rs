@@ -55,6 +55,7 @@ pub mod cluster;
 mod error;
 pub mod fence;
 mod guard;
+mod link;
 mod manager;
 pub mod metrics;
 mod node;

@@ -131,8 +131,11 @@ impl LockManagerBuilder {
         self
     }
 
-    /// Upper bound on one Redis round trip, including reconnecting (default 2 s). A server that
-    /// does not answer within it gives a [`LockError::Redis`] instead of a hang.
+    /// How long Redis may stay silent before a request gives up (default 2 s): connecting is
+    /// bounded by it, and a connection on which requests wait with no answer for that long is
+    /// closed, failing them with a [`LockError::Redis`] ("did not answer") instead of a hang,
+    /// after at most about 1¼ times this. The next request connects again. (Over TLS, and on
+    /// a Redis Cluster, each request has a timer of this length instead.)
     pub fn operation_timeout(mut self, limit: Duration) -> Self {
         self.config.op_timeout = limit;
         self

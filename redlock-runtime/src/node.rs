@@ -4,28 +4,26 @@
 //! for any async connection, so a Redis Cluster connection runs the very same fast path and
 //! scripts as a single server.
 
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::Script;
 
 use crate::error::LockError;
+use crate::link::{Bound, Conn, Link};
 use crate::scripts::{self, Attempt, Claim, Holding};
 use crate::wait::{Notices, Subscription};
 
 /// A Redis server that holds locks.
 ///
-/// Commands go over a few multiplexed [`ConnectionManager`]s, each created on first use (so a
-/// manager can be built outside a runtime) and reconnecting by itself after a restart. A lock
-/// key always uses the same one, so the commands on one lock stay in order and a retry after a
-/// broken connection goes where the reconnection is under way; several keys spread over them,
-/// so that under load Redis works through one connection's batch while this process prepares
-/// another's. Every round trip is bounded by the operation timeout.
+/// Commands go over a few multiplexed connections ([`Link`]s), each opened on first use (so a
+/// manager can be built outside a runtime) and opened again after it broke. A lock key always
+/// uses the same one, so the commands on one lock stay in order; several keys spread over
+/// them, so that under load Redis works through one connection's batch while this process
+/// prepares another's. Every round trip is bounded by the operation timeout.
 pub(crate) struct Node {
     client: redis::Client,
-    conns: Box<[tokio::sync::OnceCell<ConnectionManager>]>,
-    op_timeout: Duration,
+    links: Box<[Link]>,
     notices: Option<Notices>,
 }
 
@@ -38,11 +36,10 @@ impl Node {
     ) -> Self {
         let notices = notifications.then(|| Notices::new(&client, op_timeout));
         Self {
-            client,
-            conns: (0..connections.max(1))
-                .map(|_| tokio::sync::OnceCell::new())
+            links: (0..connections.max(1))
+                .map(|_| Link::new(client.clone(), op_timeout))
                 .collect(),
-            op_timeout,
+            client,
             notices,
         }
     }
@@ -65,41 +62,48 @@ impl Node {
         Some(self.notices.as_ref()?.subscribe(channel).await)
     }
 
-    /// The command connection for `redis_key`, created on first use.
-    async fn connection(&self, key: &str, redis_key: &str) -> Result<ConnectionManager, LockError> {
-        let limit = self.op_timeout;
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(redis_key);
-        let slot = (hash % self.conns.len() as u64) as usize;
-        self.conns[slot]
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(limit))
-                    // Every request is bounded by `query_on`/`eval_on`; a second timer per
-                    // request would add cost and no recovery (a timeout does not reconnect).
-                    .set_response_timeout(None)
-                    .set_number_of_retries(1)
-                    .set_min_delay(Duration::from_millis(20))
-                    .set_max_delay(Duration::from_millis(500));
-                let mut conn = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                    .map_err(|e| LockError::redis(key, e))?;
-                scripts::load_all(&mut conn, key, limit).await?;
-                Ok(conn)
-            })
-            .await
-            .cloned()
+    /// The command connection for `redis_key`.
+    async fn connection(&self, key: &str, redis_key: &str) -> Result<Conn<'_>, LockError> {
+        let link = match self.links.len() {
+            1 => &self.links[0],
+            n => {
+                &self.links[(xxhash_rust::xxh3::xxh3_64(redis_key.as_bytes()) % n as u64) as usize]
+            }
+        };
+        link.get(key).await
+    }
+
+    /// Runs `request` on the connection of `redis_key`; a connection found broken is
+    /// replaced for the next request.
+    async fn on<T>(
+        &self,
+        key: &str,
+        redis_key: &str,
+        request: impl AsyncFnOnce(&mut MultiplexedConnection, Bound<'_>) -> Result<T, LockError>,
+    ) -> Result<T, LockError> {
+        let mut conn = self.connection(key, redis_key).await?;
+        let bound = conn.bound();
+        let result = request(&mut conn.conn, bound).await;
+        conn.settle(&result);
+        result
     }
 
     /// Sends `PING`.
     pub(crate) async fn ping(&self) -> Result<(), LockError> {
-        let mut conn = self.connection("", "").await?;
-        let _: String = query_on(&mut conn, self.op_timeout, "", &redis::cmd("PING")).await?;
-        Ok(())
+        let ping = redis::cmd("PING");
+        self.on("", "", async |conn, bound| {
+            query_on::<_, String>(conn, bound, "", &ping).await
+        })
+        .await
+        .map(drop)
     }
 
     /// One acquisition attempt (see [`attempt_on`]).
     pub(crate) async fn attempt(&self, claim: Claim<'_>) -> Result<Attempt, LockError> {
-        let mut conn = self.connection(claim.key, claim.redis_key).await?;
-        attempt_on(&mut conn, self.op_timeout, claim).await
+        self.on(claim.key, claim.redis_key, async |conn, bound| {
+            attempt_on(conn, bound, claim).await
+        })
+        .await
     }
 
     /// Compare-and-delete with `script` (which may publish a release notice); `false` when the
@@ -109,8 +113,10 @@ impl Node {
         script: &Script,
         lock: Holding<'_>,
     ) -> Result<bool, LockError> {
-        let mut conn = self.connection(lock.key, lock.redis_key).await?;
-        release_on(&mut conn, self.op_timeout, script, lock).await
+        self.on(lock.key, lock.redis_key, async |conn, bound| {
+            release_on(conn, bound, script, lock).await
+        })
+        .await
     }
 
     /// Compare-and-delete publishing a release notice; `false` when the token no longer holds
@@ -121,8 +127,10 @@ impl Node {
 
     /// Compare-and-pexpire; `false` when the token no longer holds the lock.
     pub(crate) async fn extend(&self, lock: Holding<'_>, ttl_ms: u64) -> Result<bool, LockError> {
-        let mut conn = self.connection(lock.key, lock.redis_key).await?;
-        extend_on(&mut conn, self.op_timeout, lock, ttl_ms).await
+        self.on(lock.key, lock.redis_key, async |conn, bound| {
+            extend_on(conn, bound, lock, ttl_ms).await
+        })
+        .await
     }
 
     /// Raises the fencing counter at `fence_key` to at least `token` (Redlock fencing).
@@ -132,10 +140,12 @@ impl Node {
         fence_key: &str,
         token: u64,
     ) -> Result<u64, LockError> {
-        let mut conn = self.connection(key, fence_key).await?;
         let mut invocation = scripts::RAISE_FENCE.key(fence_key);
         invocation.arg(token);
-        eval_on(&mut conn, self.op_timeout, key, &invocation).await
+        self.on(key, fence_key, async |conn, bound| {
+            eval_on(conn, bound, key, &invocation).await
+        })
+        .await
     }
 }
 
@@ -153,7 +163,7 @@ impl Node {
 /// used (see `fence` module docs), so tokens still follow the order of the holders.
 pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
     conn: &mut C,
-    limit: Duration,
+    bound: Bound<'_>,
     claim: Claim<'_>,
 ) -> Result<Attempt, LockError> {
     if claim.likely_free {
@@ -166,7 +176,7 @@ pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
             .arg(claim.ttl_ms)
             .cmd("INCR")
             .arg(claim.fence_key);
-        let (set, fence): (redis::Value, u64) = query_on(conn, limit, claim.key, &pipe).await?;
+        let (set, fence): (redis::Value, u64) = query_on(conn, bound, claim.key, &pipe).await?;
         if set != redis::Value::Nil {
             return Ok(Attempt::Acquired(fence));
         }
@@ -176,62 +186,54 @@ pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
         .key(claim.fence_key)
         .arg(claim.token)
         .arg(claim.ttl_ms);
-    eval_on(conn, limit, claim.key, &invocation).await
+    eval_on(conn, bound, claim.key, &invocation).await
 }
 
 /// Compare-and-delete on `conn` with `script`; `false` when the token no longer holds the lock.
 pub(crate) async fn release_on<C: ConnectionLike + Send>(
     conn: &mut C,
-    limit: Duration,
+    bound: Bound<'_>,
     script: &Script,
     lock: Holding<'_>,
 ) -> Result<bool, LockError> {
     let mut invocation = script.key(lock.redis_key);
     invocation.arg(lock.token);
-    let released: i64 = eval_on(conn, limit, lock.key, &invocation).await?;
+    let released: i64 = eval_on(conn, bound, lock.key, &invocation).await?;
     Ok(released == 1)
 }
 
 /// Compare-and-pexpire on `conn`; `false` when the token no longer holds the lock.
 pub(crate) async fn extend_on<C: ConnectionLike + Send>(
     conn: &mut C,
-    limit: Duration,
+    bound: Bound<'_>,
     lock: Holding<'_>,
     ttl_ms: u64,
 ) -> Result<bool, LockError> {
     let mut invocation = scripts::EXTEND.key(lock.redis_key);
     invocation.arg(lock.token).arg(ttl_ms);
-    let renewed: i64 = eval_on(conn, limit, lock.key, &invocation).await?;
+    let renewed: i64 = eval_on(conn, bound, lock.key, &invocation).await?;
     Ok(renewed == 1)
 }
 
-/// Runs one command or transaction within `limit`.
+/// Runs one command or transaction, bounded.
 pub(crate) async fn query_on<C: ConnectionLike + Send, T: redis::FromRedisValue>(
     conn: &mut C,
-    limit: Duration,
+    bound: Bound<'_>,
     key: &str,
     request: &(impl Request + ?Sized),
 ) -> Result<T, LockError> {
-    match tokio::time::timeout(limit, request.send(conn)).await {
-        Ok(Ok(value)) => redis::from_redis_value(value)
-            .map_err(|e| LockError::redis(key, redis::RedisError::from(e))),
-        Ok(Err(e)) => Err(LockError::redis(key, e)),
-        Err(_) => Err(LockError::no_answer(key, limit)),
-    }
+    let value = bound.run(key, request.send(conn)).await?;
+    redis::from_redis_value(value).map_err(|e| LockError::redis(key, redis::RedisError::from(e)))
 }
 
-/// Runs one script within `limit` (`EVALSHA`, loading it after `NOSCRIPT`).
+/// Runs one script, bounded (`EVALSHA`, loading it after `NOSCRIPT`).
 pub(crate) async fn eval_on<C: ConnectionLike + Send, T: redis::FromRedisValue>(
     conn: &mut C,
-    limit: Duration,
+    bound: Bound<'_>,
     key: &str,
     invocation: &redis::ScriptInvocation<'_>,
 ) -> Result<T, LockError> {
-    match tokio::time::timeout(limit, invocation.invoke_async(conn)).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(LockError::redis(key, e)),
-        Err(_) => Err(LockError::no_answer(key, limit)),
-    }
+    bound.run(key, invocation.invoke_async(conn)).await
 }
 
 /// A command or a pipeline, sent as one request.

@@ -1,0 +1,352 @@
+//! One command connection to one server: multiplexed, replaced when it breaks, and watched.
+//!
+//! A request waits for its answer without a timer of its own. Each link has a watchdog that
+//! looks at it every quarter of the operation timeout: when requests are waiting and no answer
+//! has come for a whole operation timeout, it closes the connection, which fails every request
+//! on it at once ("redis did not answer within ..."), and the next request connects again.
+//! Answers on one connection come in the order of the requests, so a connection that answers
+//! nothing for that long has kept its oldest request waiting at least that long; no request
+//! waits more than about one and a quarter operation timeouts. An idle link's watchdog sleeps
+//! until the next request.
+//!
+//! Over TLS the client library sets up the connection and keeps its task, which the watchdog
+//! could not close: there each request has the library's response timeout instead.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ConnectionAddr, RedisError, RedisResult};
+use tokio::sync::Notify;
+
+use crate::error::LockError;
+
+/// A command connection to one server, connected on first use and again after it broke.
+pub(crate) struct Link {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: redis::Client,
+    op_timeout: Duration,
+    live: ArcSwapOption<Live>,
+    /// One connection attempt at a time; the last failure, for those who waited on it.
+    connecting: tokio::sync::Mutex<Option<(Instant, RedisError)>>,
+    watch: Watch,
+    watchdog: AtomicBool,
+    generations: AtomicU64,
+}
+
+/// An established connection.
+struct Live {
+    conn: MultiplexedConnection,
+    generation: u64,
+    /// The connection's task (reading answers, writing requests), where this link runs it.
+    driver: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(driver) = &self.driver {
+            driver.abort();
+        }
+    }
+}
+
+/// What the watchdog reads: requests sent and settled, and connections it closed.
+pub(crate) struct Watch {
+    sent: AtomicU64,
+    settled: AtomicU64,
+    closed: AtomicU64,
+    op_timeout: Duration,
+    dormant: AtomicBool,
+    wake: Arc<Notify>,
+}
+
+/// A request under way on a watched link; settled when dropped (answered or abandoned).
+struct Pending<'a> {
+    watch: &'a Watch,
+    closed: u64,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.watch.settled.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Watch {
+    fn begin(&self) -> Pending<'_> {
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        if self.dormant.load(Ordering::SeqCst) {
+            self.dormant.store(false, Ordering::SeqCst);
+            self.wake.notify_one();
+        }
+        Pending {
+            watch: self,
+            closed: self.closed.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// How long a request may wait for its answer.
+#[derive(Clone, Copy)]
+pub(crate) enum Bound<'a> {
+    /// A timer per request (a Redis Cluster's connections).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    Timer(Duration),
+    /// A watched link.
+    Watched(&'a Watch),
+}
+
+impl Bound<'_> {
+    /// Awaits `request`, bounded.
+    pub(crate) async fn run<T>(
+        self,
+        key: &str,
+        request: impl std::future::Future<Output = RedisResult<T>>,
+    ) -> Result<T, LockError> {
+        match self {
+            Bound::Timer(limit) => match tokio::time::timeout(limit, request).await {
+                Ok(result) => result.map_err(|e| LockError::redis(key, e)),
+                Err(_) => Err(LockError::no_answer(key, limit)),
+            },
+            Bound::Watched(watch) => {
+                let pending = watch.begin();
+                request.await.map_err(|e| {
+                    if watch.closed.load(Ordering::SeqCst) != pending.closed {
+                        LockError::no_answer(key, watch.op_timeout)
+                    } else {
+                        LockError::redis(key, e)
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// A connection handed to one request, and where it came from.
+pub(crate) struct Conn<'a> {
+    pub(crate) conn: MultiplexedConnection,
+    generation: u64,
+    link: &'a Link,
+}
+
+impl<'a> Conn<'a> {
+    /// How the request waits for its answer.
+    pub(crate) fn bound(&self) -> Bound<'a> {
+        Bound::Watched(&self.link.shared.watch)
+    }
+
+    /// Looks at the request's outcome: a broken connection is replaced for the next request.
+    pub(crate) fn settle<T>(&self, result: &Result<T, LockError>) {
+        if let Err(LockError::Redis { source, .. }) = result {
+            if source.is_io_error() || source.is_timeout() || source.is_connection_dropped() {
+                self.link.shared.retire(self.generation);
+            }
+        }
+    }
+}
+
+impl Link {
+    pub(crate) fn new(client: redis::Client, op_timeout: Duration) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                client,
+                op_timeout,
+                live: ArcSwapOption::empty(),
+                connecting: tokio::sync::Mutex::new(None),
+                watch: Watch {
+                    sent: AtomicU64::new(0),
+                    settled: AtomicU64::new(0),
+                    closed: AtomicU64::new(0),
+                    op_timeout,
+                    dormant: AtomicBool::new(false),
+                    wake: Arc::default(),
+                },
+                watchdog: AtomicBool::new(false),
+                generations: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The connection, connecting first when there is none (or it broke).
+    pub(crate) async fn get(&self, key: &str) -> Result<Conn<'_>, LockError> {
+        if let Some(live) = &*self.shared.live.load() {
+            return Ok(self.hand_out(live));
+        }
+        self.connect(key).await
+    }
+
+    fn hand_out(&self, live: &Live) -> Conn<'_> {
+        Conn {
+            conn: live.conn.clone(),
+            generation: live.generation,
+            link: self,
+        }
+    }
+
+    async fn connect(&self, key: &str) -> Result<Conn<'_>, LockError> {
+        let shared = &self.shared;
+        let asked = Instant::now();
+        let mut last_failure = shared.connecting.lock().await;
+        if let Some(live) = &*shared.live.load() {
+            return Ok(self.hand_out(live)); // connected while this request waited
+        }
+        if let Some((when, error)) = &*last_failure {
+            if *when >= asked {
+                // The attempt this request waited for failed: that is its answer too.
+                return Err(LockError::redis(key, error.clone()));
+            }
+        }
+        let limit = shared.op_timeout;
+        let outcome = match tokio::time::timeout(limit, shared.open(key)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(LockError::no_answer(key, limit)),
+        };
+        match outcome {
+            Ok(live) => {
+                *last_failure = None;
+                let live = Arc::new(live);
+                shared.live.store(Some(live.clone()));
+                if live.driver.is_some() && !shared.watchdog.swap(true, Ordering::SeqCst) {
+                    let wake = shared.watch.wake.clone();
+                    tokio::spawn(watchdog(Arc::downgrade(shared), wake, limit));
+                }
+                Ok(self.hand_out(&live))
+            }
+            Err(error) => {
+                if let LockError::Redis { source, .. } = &error {
+                    *last_failure = Some((Instant::now(), source.clone()));
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // A sleeping watchdog wakes, finds the link gone and ends.
+        self.shared.watch.wake.notify_one();
+    }
+}
+
+impl Shared {
+    /// Opens a connection and loads the scripts.
+    async fn open(&self, key: &str) -> Result<Live, LockError> {
+        let info = self.client.get_connection_info();
+        // Requests are bounded by the watchdog (or, over TLS, by the response timeout below).
+        let config = AsyncConnectionConfig::new().set_response_timeout(None);
+        let fail = |e: RedisError| LockError::redis(key, e);
+        let (mut conn, driver) = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => {
+                // Nagle's algorithm left on, as the client library does: under load small
+                // requests leave in fewer packets, which costs Redis fewer reads.
+                let stream = tokio::net::TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|e| fail(e.into()))?;
+                self.run(info, stream, config).await.map_err(fail)?
+            }
+            #[cfg(unix)]
+            ConnectionAddr::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| fail(e.into()))?;
+                self.run(info, stream, config).await.map_err(fail)?
+            }
+            _ => {
+                let config = config.set_response_timeout(Some(self.op_timeout));
+                let conn = self
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(fail)?;
+                (conn, None)
+            }
+        };
+        crate::scripts::load_all(&mut conn, key, self.op_timeout).await?;
+        Ok(Live {
+            conn,
+            generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            driver,
+        })
+    }
+
+    /// Sets up a connection over `stream` and runs its task here, where it can be stopped.
+    async fn run<S>(
+        &self,
+        info: &redis::ConnectionInfo,
+        stream: S,
+        config: AsyncConnectionConfig,
+    ) -> RedisResult<(MultiplexedConnection, Option<tokio::task::AbortHandle>)>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (conn, driver) =
+            MultiplexedConnection::new_with_config(info.redis_settings(), stream, config).await?;
+        Ok((conn, Some(tokio::spawn(driver).abort_handle())))
+    }
+
+    /// Drops connection `generation` if it is still the current one.
+    fn retire(&self, generation: u64) {
+        self.live.rcu(|live| match live {
+            Some(live) if live.generation == generation => None,
+            other => other.clone(),
+        });
+    }
+}
+
+/// Closes the link's connection when requests wait and nothing has been answered for an
+/// operation timeout; sleeps while the link is idle; ends with the link.
+async fn watchdog(link: Weak<Shared>, wake: Arc<Notify>, limit: Duration) {
+    let tick = (limit / 4).max(Duration::from_millis(1));
+    let mut last_settled = 0;
+    let mut silent_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(shared) = link.upgrade() else { return };
+        let watch = &shared.watch;
+        let sent = watch.sent.load(Ordering::SeqCst);
+        let settled = watch.settled.load(Ordering::SeqCst);
+        if sent == settled {
+            silent_since = None;
+            last_settled = settled;
+            // Idle: sleep until the next request (or the link's end).
+            watch.dormant.store(true, Ordering::SeqCst);
+            if watch.sent.load(Ordering::SeqCst) != sent {
+                watch.dormant.store(false, Ordering::SeqCst);
+                continue;
+            }
+            drop(shared);
+            wake.notified().await;
+            // Woken by a request: the silence is timed from now.
+            silent_since = Some(Instant::now());
+            continue;
+        }
+        let now = Instant::now();
+        match silent_since {
+            Some(since) if settled == last_settled => {
+                if now.duration_since(since) >= limit {
+                    tracing::debug!(
+                        waiting = sent - settled,
+                        "no answer within the operation timeout; closing the connection"
+                    );
+                    watch.closed.fetch_add(1, Ordering::SeqCst);
+                    if let Some(driver) =
+                        shared.live.swap(None).and_then(|live| live.driver.clone())
+                    {
+                        driver.abort(); // the waiting requests fail now
+                    }
+                    silent_since = None;
+                }
+            }
+            _ => {
+                last_settled = settled;
+                silent_since = Some(now);
+            }
+        }
+    }
+}
