@@ -4,7 +4,7 @@
 //! ```text
 //! #[attrs] vis async fn name(params) -> Ret {
 //!     ::redlock::__private::lock::<Ret, _, _>(
-//!         client, ::std::vec![key, ..], options,
+//!         ::redlock::__private::enter(client, [key, ..], options).await,
 //!         move |__redlock_held| async move { guard; pin return type; body },
 //!     ).await
 //! }
@@ -117,8 +117,9 @@ pub(crate) fn locked(function: ItemFn, lock: &Lock) -> TokenStream {
             #(#stmts)*
         }
     };
+    let enter = runtime.item("enter");
     let call = quote_spanned! {ret_span=>
-        #run::<#ret, _, _>(#client, ::std::vec![#(#keys),*], #options, #body).await
+        #run::<#ret, _, _>(#enter(#client, [#(#keys),*], #options).await, #body).await
     };
 
     quote! {

@@ -10,12 +10,12 @@ use crate::guard::release_after;
 use crate::renew;
 
 /// Where a locked call takes its manager from.
-#[derive(Debug, Clone)]
-pub enum Client {
+#[derive(Debug, Clone, Copy)]
+pub enum Client<'a> {
     /// The process-global manager ([`crate::global`]).
     Global,
     /// A manager given with `client = expr`.
-    Given(LockManager),
+    Given(&'a LockManager),
 }
 
 /// `client = expr`: anything that gives a [`LockManager`].
@@ -59,14 +59,14 @@ impl<T: AsLockManager + ?Sized> AsLockManager for Box<T> {
     }
 }
 
-/// `client = expr`, resolved before the body runs (a cheap clone, so the body may still
-/// borrow `self` mutably).
-pub fn client<M: AsLockManager + ?Sized>(manager: &M) -> Client {
-    Client::Given(manager.as_lock_manager().clone())
+/// `client = expr`: borrowed only while the locks are taken, before the body runs, so the
+/// body may still borrow `self` mutably.
+pub fn client<M: AsLockManager + ?Sized>(manager: &M) -> Client<'_> {
+    Client::Given(manager.as_lock_manager())
 }
 
 /// No `client = ...`: the global manager.
-pub const fn global_client() -> Client {
+pub const fn global_client() -> Client<'static> {
     Client::Global
 }
 
@@ -170,43 +170,115 @@ impl Held {
     }
 }
 
+/// The locks held by one enclosing locked call of the current task, and those of the calls
+/// around it.
 #[derive(Clone)]
-struct HeldKey {
+struct Scope {
     manager: usize,
-    guard: Arc<LockGuard>,
+    set: Arc<LockSet>,
+    outer: Option<Arc<Scope>>,
+}
+
+impl Scope {
+    /// The guard of `key` held through `manager` by this call or an enclosing one.
+    fn find(&self, manager: usize, key: &str) -> Option<&Arc<LockGuard>> {
+        let mut scope = Some(self);
+        while let Some(held) = scope {
+            if held.manager == manager {
+                if let Some(guard) = held.set.find(key) {
+                    return Some(guard);
+                }
+            }
+            scope = held.outer.as_deref();
+        }
+        None
+    }
 }
 
 tokio::task_local! {
     /// Locks held by the current task's enclosing locked calls (reentrancy).
-    static HELD: Vec<HeldKey>;
+    static HELD: Scope;
 }
 
-/// Runs `body` under `keys` with `on_busy = "error"`.
-pub async fn lock<R, F, Fut>(client: Client, keys: Vec<String>, options: LockOptions, body: F) -> R
+/// The locks a call took (or found held by the calls around it), ready for its body.
+pub struct Taken {
+    set: Arc<LockSet>,
+    /// The locks this call took itself, when some were already held around it (else `set`).
+    fresh: Option<LockSet>,
+    scope: Scope,
+    renew: bool,
+}
+
+/// Takes `keys` for a locked call: those the task does not hold yet, together, all or
+/// nothing, in sorted order. Needs the manager only until it returns.
+pub async fn enter<const N: usize>(
+    client: Client<'_>,
+    mut keys: [String; N],
+    options: LockOptions,
+) -> Result<Taken, LockError> {
+    let manager = match client {
+        Client::Global => crate::global()?,
+        Client::Given(manager) => manager,
+    };
+    let id = Arc::as_ptr(&manager.inner) as usize;
+    keys.sort_unstable();
+    let keys = distinct(&mut keys);
+    let outer: Option<Scope> = HELD.try_with(Clone::clone).ok();
+    let (set, fresh) = match &outer {
+        None => (take(manager, keys, &options).await?, None),
+        Some(outer) => {
+            let missing: Vec<&str> = keys
+                .iter()
+                .map(String::as_str)
+                .filter(|key| outer.find(id, key).is_none())
+                .collect();
+            let acquired = take(manager, &missing, &options).await?;
+            let guards = keys
+                .iter()
+                .map(
+                    |key| match outer.find(id, key).or_else(|| acquired.find(key)) {
+                        Some(guard) => guard.clone(),
+                        None => unreachable!("every missing key was acquired"),
+                    },
+                )
+                .collect();
+            (LockSet::from_shared(guards), Some(acquired))
+        }
+    };
+    let set = Arc::new(set);
+    Ok(Taken {
+        scope: Scope {
+            manager: id,
+            set: set.clone(),
+            outer: outer.map(Arc::new),
+        },
+        set,
+        fresh,
+        renew: options.renews(),
+    })
+}
+
+/// Runs `body` under the locks `enter` took, with `on_busy = "error"`.
+pub async fn lock<R, F, Fut>(taken: Result<Taken, LockError>, body: F) -> R
 where
     R: LockResult,
     F: FnOnce(Held) -> Fut,
     Fut: Future<Output = R>,
 {
-    match run(client, keys, options, body).await {
+    match run(taken, body).await {
         Ok(output) => output,
         Err(error) => R::from_lock_error(error),
     }
 }
 
-/// Runs `body` under `keys` with `on_busy = "skip"`.
-pub async fn lock_or_skip<R, F, Fut>(
-    client: Client,
-    keys: Vec<String>,
-    options: LockOptions,
-    body: F,
-) -> R
+/// Runs `body` under the locks `enter` took, with `on_busy = "skip"`.
+pub async fn lock_or_skip<R, F, Fut>(taken: Result<Taken, LockError>, body: F) -> R
 where
     R: SkipResult,
     F: FnOnce(Held) -> Fut,
     Fut: Future<Output = R>,
 {
-    match run(client, keys, options, body).await {
+    match run(taken, body).await {
         Ok(output) => output,
         Err(LockError::Timeout { key, waited }) => {
             tracing::debug!(
@@ -220,65 +292,22 @@ where
     }
 }
 
-async fn run<R, F, Fut>(
-    client: Client,
-    mut keys: Vec<String>,
-    options: LockOptions,
-    body: F,
-) -> Result<R, LockError>
+async fn run<R, F, Fut>(taken: Result<Taken, LockError>, body: F) -> Result<R, LockError>
 where
     F: FnOnce(Held) -> Fut,
     Fut: Future<Output = R>,
 {
-    let manager = match client {
-        Client::Global => crate::global()?.clone(),
-        Client::Given(manager) => manager,
-    };
-    let id = Arc::as_ptr(&manager.inner) as usize;
-    keys.sort_unstable();
-    keys.dedup();
-    let outer: Vec<HeldKey> = HELD.try_with(Clone::clone).unwrap_or_default();
-    let reused = |key: &str| {
-        outer
-            .iter()
-            .find(|held| held.manager == id && held.guard.key() == key)
-            .map(|held| held.guard.clone())
-    };
-    // The keys this task does not hold yet (all of them outside any locked call), taken
-    // together, all or nothing, in sorted order.
-    let acquired = if outer.is_empty() {
-        take(&manager, &keys, &options).await?
-    } else {
-        let fresh: Vec<&str> = keys
-            .iter()
-            .map(String::as_str)
-            .filter(|key| reused(key).is_none())
-            .collect();
-        take(&manager, &fresh, &options).await?
-    };
-    let guards: Vec<Arc<LockGuard>> = if acquired.len() == keys.len() {
-        acquired.clone()
-    } else {
-        keys.iter()
-            .map(|key| match reused(key) {
-                Some(guard) => guard,
-                None => acquired
-                    .iter()
-                    .find(|guard| guard.key() == key)
-                    .cloned()
-                    .unwrap_or_else(|| unreachable!("every fresh key was acquired")),
-            })
-            .collect()
-    };
-    let set = Arc::new(LockSet::new(guards));
-    let mut scope = outer;
-    scope.extend(acquired.iter().map(|guard| HeldKey {
-        manager: id,
-        guard: guard.clone(),
-    }));
-    let body = HELD.scope(scope, body(Held(set)));
-    let outcome = renew::hold(&acquired, options.renews(), body).await;
-    release_after(&acquired).await;
+    let Taken {
+        set,
+        fresh,
+        scope,
+        renew,
+    } = taken?;
+    // Only the call that took a lock renews and releases it.
+    let fresh = fresh.as_ref().unwrap_or(&set).guards();
+    let body = HELD.scope(scope, body(Held(set.clone())));
+    let outcome = renew::hold(fresh, renew, body).await;
+    release_after(fresh).await;
     outcome
 }
 
@@ -287,15 +316,29 @@ async fn take<K: AsRef<str>>(
     manager: &LockManager,
     keys: &[K],
     options: &LockOptions,
-) -> Result<Vec<Arc<LockGuard>>, LockError> {
+) -> Result<LockSet, LockError> {
     Ok(match keys {
-        [] => Vec::new(),
-        [key] => vec![Arc::new(manager.acquire_with(key.as_ref(), options).await?)],
-        many => manager
-            .acquire_many(many, options)
-            .await?
-            .into_iter()
-            .map(Arc::new)
-            .collect(),
+        [] => LockSet::default(),
+        [key] => LockSet::one(manager.acquire_with(key.as_ref(), options).await?),
+        many => LockSet::from_shared(
+            manager
+                .acquire_many(many, options)
+                .await?
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
+        ),
     })
+}
+
+/// The distinct keys of sorted `keys`, moved to its front.
+fn distinct(keys: &mut [String]) -> &[String] {
+    let mut len = 0;
+    for i in 0..keys.len() {
+        if len == 0 || keys[i] != keys[len - 1] {
+            keys.swap(len, i);
+            len += 1;
+        }
+    }
+    &keys[..len]
 }
