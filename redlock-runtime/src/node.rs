@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::Script;
+use redis::{Cmd, Script};
 
 use crate::error::LockError;
 use crate::link::{Bound, Conn, Link};
@@ -140,10 +140,10 @@ impl Node {
         fence_key: &str,
         token: u64,
     ) -> Result<u64, LockError> {
-        let mut invocation = scripts::RAISE_FENCE.key(fence_key);
-        invocation.arg(token);
+        let mut eval = evalsha(&scripts::RAISE_FENCE, 1, 2, fence_key.len() + 24);
+        eval.arg(fence_key).arg(token);
         self.on(key, fence_key, async |conn, bound| {
-            eval_on(conn, bound, key, &invocation).await
+            eval_on(conn, bound, key, &scripts::RAISE_FENCE, &eval).await
         })
         .await
     }
@@ -167,26 +167,28 @@ pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
     claim: Claim<'_>,
 ) -> Result<Attempt, LockError> {
     if claim.likely_free {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
+        let mut set = Cmd::with_capacity(6, 64 + claim.redis_key.len());
+        set.arg("SET")
             .arg(claim.redis_key)
             .arg(claim.token)
             .arg("NX")
             .arg("PX")
-            .arg(claim.ttl_ms)
-            .cmd("INCR")
-            .arg(claim.fence_key);
+            .arg(claim.ttl_ms);
+        let mut incr = Cmd::with_capacity(2, 8 + claim.fence_key.len());
+        incr.arg("INCR").arg(claim.fence_key);
+        let mut pipe = redis::Pipeline::with_capacity(2);
+        pipe.add_command(set).add_command(incr);
         let (set, fence): (redis::Value, u64) = query_on(conn, bound, claim.key, &pipe).await?;
         if set != redis::Value::Nil {
             return Ok(Attempt::Acquired(fence));
         }
     }
-    let mut invocation = scripts::ACQUIRE.key(claim.redis_key);
-    invocation
-        .key(claim.fence_key)
+    let mut eval = evalsha(&scripts::ACQUIRE, 2, 4, claim.redis_key.len() + 96);
+    eval.arg(claim.redis_key)
+        .arg(claim.fence_key)
         .arg(claim.token)
         .arg(claim.ttl_ms);
-    eval_on(conn, bound, claim.key, &invocation).await
+    eval_on(conn, bound, claim.key, &scripts::ACQUIRE, &eval).await
 }
 
 /// Compare-and-delete on `conn` with `script`; `false` when the token no longer holds the lock.
@@ -196,9 +198,9 @@ pub(crate) async fn release_on<C: ConnectionLike + Send>(
     script: &Script,
     lock: Holding<'_>,
 ) -> Result<bool, LockError> {
-    let mut invocation = script.key(lock.redis_key);
-    invocation.arg(lock.token);
-    let released: i64 = eval_on(conn, bound, lock.key, &invocation).await?;
+    let mut eval = evalsha(script, 1, 2, lock.redis_key.len() + 40);
+    eval.arg(lock.redis_key).arg(lock.token);
+    let released: i64 = eval_on(conn, bound, lock.key, script, &eval).await?;
     Ok(released == 1)
 }
 
@@ -209,9 +211,9 @@ pub(crate) async fn extend_on<C: ConnectionLike + Send>(
     lock: Holding<'_>,
     ttl_ms: u64,
 ) -> Result<bool, LockError> {
-    let mut invocation = scripts::EXTEND.key(lock.redis_key);
-    invocation.arg(lock.token).arg(ttl_ms);
-    let renewed: i64 = eval_on(conn, bound, lock.key, &invocation).await?;
+    let mut eval = evalsha(&scripts::EXTEND, 1, 3, lock.redis_key.len() + 64);
+    eval.arg(lock.redis_key).arg(lock.token).arg(ttl_ms);
+    let renewed: i64 = eval_on(conn, bound, lock.key, &scripts::EXTEND, &eval).await?;
     Ok(renewed == 1)
 }
 
@@ -226,14 +228,35 @@ pub(crate) async fn query_on<C: ConnectionLike + Send, T: redis::FromRedisValue>
     redis::from_redis_value(value).map_err(|e| LockError::redis(key, redis::RedisError::from(e)))
 }
 
-/// Runs one script, bounded (`EVALSHA`, loading it after `NOSCRIPT`).
+/// `EVALSHA` of `script` with `keys` keys, ready for `keys + args` arguments of about `bytes`
+/// bytes in all: one command built in place, without the intermediate lists of a
+/// `redis::ScriptInvocation`.
+pub(crate) fn evalsha(script: &Script, keys: usize, args: usize, bytes: usize) -> Cmd {
+    let mut cmd = Cmd::with_capacity(3 + args, 56 + bytes);
+    cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+    cmd
+}
+
+/// Runs `evalsha` (from [`evalsha`]), bounded; after `NOSCRIPT` (a restarted or flushed
+/// server) loads `script` and runs it again.
 pub(crate) async fn eval_on<C: ConnectionLike + Send, T: redis::FromRedisValue>(
     conn: &mut C,
     bound: Bound<'_>,
     key: &str,
-    invocation: &redis::ScriptInvocation<'_>,
+    script: &Script,
+    evalsha: &Cmd,
 ) -> Result<T, LockError> {
-    bound.run(key, invocation.invoke_async(conn)).await
+    let request = async {
+        match evalsha.query_async::<redis::Value>(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.load_async(conn).await?;
+                evalsha.query_async(conn).await
+            }
+            other => other,
+        }
+    };
+    let value = bound.run(key, request).await?;
+    redis::from_redis_value(value).map_err(|e| LockError::redis(key, redis::RedisError::from(e)))
 }
 
 /// A command or a pipeline, sent as one request.
