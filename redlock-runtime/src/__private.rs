@@ -152,7 +152,7 @@ impl<T, E: From<LockError>> SkipResult for Result<Option<T>, E> {
 }
 
 /// What the body of a locked call receives: the locks it holds.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Held(Arc<LockSet>);
 
 impl Held {
@@ -170,23 +170,24 @@ impl Held {
     }
 }
 
-/// The locks held by one enclosing locked call of the current task, and those of the calls
+/// The locks taken by one enclosing locked call of the current task, and those of the calls
 /// around it.
 #[derive(Clone)]
 struct Scope {
     manager: usize,
-    set: Arc<LockSet>,
+    /// The locks this call took itself.
+    taken: Arc<LockSet>,
     outer: Option<Arc<Scope>>,
 }
 
 impl Scope {
-    /// The guard of `key` held through `manager` by this call or an enclosing one.
-    fn find(&self, manager: usize, key: &str) -> Option<&Arc<LockGuard>> {
+    /// Where the guard of `key` is held through `manager`, by this call or an enclosing one.
+    fn find(&self, manager: usize, key: &str) -> Option<(Arc<LockSet>, usize)> {
         let mut scope = Some(self);
         while let Some(held) = scope {
             if held.manager == manager {
-                if let Some(guard) = held.set.find(key) {
-                    return Some(guard);
+                if let Some(position) = held.taken.position(key) {
+                    return Some((held.taken.clone(), position));
                 }
             }
             scope = held.outer.as_deref();
@@ -202,9 +203,8 @@ tokio::task_local! {
 
 /// The locks a call took (or found held by the calls around it), ready for its body.
 pub struct Taken {
+    /// What the body sees.
     set: Arc<LockSet>,
-    /// The locks this call took itself, when some were already held around it (else `set`).
-    fresh: Option<LockSet>,
     scope: Scope,
     renew: bool,
 }
@@ -224,36 +224,45 @@ pub async fn enter<const N: usize>(
     keys.sort_unstable();
     let keys = distinct(&mut keys);
     let outer: Option<Scope> = HELD.try_with(Clone::clone).ok();
-    let (set, fresh) = match &outer {
-        None => (take(manager, keys, &options).await?, None),
-        Some(outer) => {
+    let (set, taken) = match (&outer, keys) {
+        // The common case: one key, no enclosing call; its buffer becomes the Redis key.
+        (None, [key]) => {
+            let key = std::mem::take(key);
+            let taken = Arc::new(LockSet::one(manager.acquire_owned(key, &options).await?));
+            (taken.clone(), taken)
+        }
+        (None, keys) => {
+            let taken = Arc::new(take(manager, keys, &options).await?);
+            (taken.clone(), taken)
+        }
+        (Some(outer), keys) => {
             let missing: Vec<&str> = keys
                 .iter()
                 .map(String::as_str)
                 .filter(|key| outer.find(id, key).is_none())
                 .collect();
-            let acquired = take(manager, &missing, &options).await?;
-            let guards = keys
+            let taken = Arc::new(take(manager, &missing, &options).await?);
+            let held = keys
                 .iter()
-                .map(
-                    |key| match outer.find(id, key).or_else(|| acquired.find(key)) {
-                        Some(guard) => guard.clone(),
-                        None => unreachable!("every missing key was acquired"),
-                    },
-                )
+                .map(|key| {
+                    outer
+                        .find(id, key)
+                        .unwrap_or_else(|| match taken.position(key) {
+                            Some(position) => (taken.clone(), position),
+                            None => unreachable!("every missing key was acquired"),
+                        })
+                })
                 .collect();
-            (LockSet::from_shared(guards), Some(acquired))
+            (Arc::new(LockSet::held(held)), taken)
         }
     };
-    let set = Arc::new(set);
     Ok(Taken {
+        set,
         scope: Scope {
             manager: id,
-            set: set.clone(),
+            taken,
             outer: outer.map(Arc::new),
         },
-        set,
-        fresh,
         renew: options.renews(),
     })
 }
@@ -297,17 +306,12 @@ where
     F: FnOnce(Held) -> Fut,
     Fut: Future<Output = R>,
 {
-    let Taken {
-        set,
-        fresh,
-        scope,
-        renew,
-    } = taken?;
+    let Taken { set, scope, renew } = taken?;
     // Only the call that took a lock renews and releases it.
-    let fresh = fresh.as_ref().unwrap_or(&set).guards();
-    let body = HELD.scope(scope, body(Held(set.clone())));
-    let outcome = renew::hold(fresh, renew, body).await;
-    release_after(fresh).await;
+    let taken = scope.taken.clone();
+    let body = HELD.scope(scope, body(Held(set)));
+    let outcome = renew::hold(taken.taken(), renew, body).await;
+    release_after(taken.taken()).await;
     outcome
 }
 
@@ -320,19 +324,13 @@ async fn take<K: AsRef<str>>(
     Ok(match keys {
         [] => LockSet::default(),
         [key] => LockSet::one(manager.acquire_with(key.as_ref(), options).await?),
-        many => LockSet::from_shared(
-            manager
-                .acquire_many(many, options)
-                .await?
-                .into_iter()
-                .map(Arc::new)
-                .collect(),
-        ),
+        // Boxed: inline, its future would make every single-key call's future larger.
+        many => LockSet::many(Box::pin(manager.acquire_many(many, options)).await?),
     })
 }
 
 /// The distinct keys of sorted `keys`, moved to its front.
-fn distinct(keys: &mut [String]) -> &[String] {
+fn distinct(keys: &mut [String]) -> &mut [String] {
     let mut len = 0;
     for i in 0..keys.len() {
         if len == 0 || keys[i] != keys[len - 1] {
@@ -340,5 +338,5 @@ fn distinct(keys: &mut [String]) -> &[String] {
             len += 1;
         }
     }
-    &keys[..len]
+    &mut keys[..len]
 }

@@ -177,7 +177,8 @@ impl Link {
         if let Some(live) = &*self.shared.live.load() {
             return Ok(self.hand_out(live));
         }
-        self.connect(key).await
+        // Boxed: the rare path would otherwise make every request's future larger.
+        Box::pin(self.connect(key)).await
     }
 
     fn hand_out(&self, live: &Live) -> Conn<'_> {

@@ -543,23 +543,48 @@ impl LockManager {
         key: &str,
         options: &LockOptions,
     ) -> Result<LockGuard, LockError> {
+        self.acquire_key(self.inner.redis_key(key), options).await
+    }
+
+    /// [`Self::acquire_with`] for a key the caller no longer needs: its buffer becomes the
+    /// Redis key (prefix inserted in place).
+    pub(crate) async fn acquire_owned(
+        &self,
+        mut key: String,
+        options: &LockOptions,
+    ) -> Result<LockGuard, LockError> {
+        key.insert_str(0, &self.inner.config.prefix);
+        self.acquire_key(key, options).await
+    }
+
+    /// Acquires `redis_key` (the prefix, then the key).
+    async fn acquire_key(
+        &self,
+        redis_key: String,
+        options: &LockOptions,
+    ) -> Result<LockGuard, LockError> {
         options.validate()?;
+        let key = &redis_key[self.inner.config.prefix.len()..];
         let asked = crate::metrics::Asked::now();
         let span = tracing::debug_span!("redlock.acquire", key, ttl_ms = options.ttl_ms());
-        let result = self.acquire_inner(key, options).instrument(span).await;
+        let result = self
+            .acquire_inner(redis_key, options)
+            .instrument(span)
+            .await;
         asked.ended(&result);
         result
     }
 
     async fn acquire_inner(
         &self,
-        key: &str,
+        redis_key: String,
         options: &LockOptions,
     ) -> Result<LockGuard, LockError> {
         let inner = &self.inner;
+        let key_at = inner.config.prefix.len();
+        let key = &redis_key[key_at..];
         let start = Instant::now();
         let deadline = start + options.wait_duration();
-        let redis_key = inner.redis_key(key);
         let token = Token::new();
         let ttl_ms = options.ttl_ms();
         let mut backoff = Backoff::new(inner.config.backoff_min, inner.config.backoff_max);
@@ -615,10 +640,11 @@ impl LockManager {
                         fence,
                         "acquired"
                     );
+                    let key_len = key.len();
                     return Ok(LockGuard::new(
                         self.inner.clone(),
                         redis_key,
-                        key.len(),
+                        key_len,
                         token,
                         fence,
                         options.ttl_duration(),
