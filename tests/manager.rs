@@ -457,6 +457,39 @@ async fn requests_waiting_on_a_silent_server_all_fail_together_and_the_next_conn
     guard.release().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_request_its_caller_gave_up_does_not_cost_a_healthy_connection() {
+    let server = common::server();
+    let limit = Duration::from_millis(200);
+    let locks = LockManager::builder(server.url())
+        .operation_timeout(limit)
+        .connections(1)
+        .build()
+        .unwrap();
+    locks.ping().await.unwrap();
+    let ids = || -> Vec<String> {
+        clients(&server)
+            .iter()
+            .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+            .collect()
+    };
+    let before = ids();
+    // Given up right after it is sent: its answer comes, and nobody hears it.
+    {
+        let mut ping = std::pin::pin!(locks.ping());
+        let first = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(ping.as_mut(), cx))
+        })
+        .await;
+        assert!(first.is_pending(), "the ping ended in its first poll");
+    }
+    // The watchdog looks four times per operation timeout; give it several timeouts to
+    // (wrongly) close the connection.
+    tokio::time::sleep(limit * 4).await;
+    locks.ping().await.unwrap();
+    assert_eq!(ids(), before, "the connection was replaced");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_manager_leaves_no_connection_task_running() {
     let server = common::server();

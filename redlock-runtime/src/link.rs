@@ -6,8 +6,10 @@
 //! on it at once ("redis did not answer within ..."), and the next request connects again.
 //! Answers on one connection come in the order of the requests, so a connection that answers
 //! nothing for that long has kept its oldest request waiting at least that long; no request
-//! waits more than about one and a quarter operation timeouts. An idle link's watchdog sleeps
-//! until the next request.
+//! waits more than about one and a quarter operation timeouts. A request whose caller gave up
+//! (a Redlock node timeout, a cancelled call) still counts until a later answer shows it was
+//! answered, so a server that went silent has its connection replaced even when every caller
+//! stops waiting early. An idle link's watchdog sleeps until the next request.
 //!
 //! Over TLS the client library sets up the connection and keeps its task, which the watchdog
 //! could not close: there each request has the library's response timeout instead.
@@ -55,39 +57,31 @@ impl Drop for Live {
     }
 }
 
-/// What the watchdog reads: requests sent and settled, and connections it closed.
+/// What the watchdog reads: requests numbered as they are sent, the highest-numbered one
+/// answered, and connections it closed.
+///
+/// Answers on one connection come in the order of the requests, so everything numbered up to
+/// the highest answer has its answer too, including requests whose caller stopped waiting
+/// (their answer comes all the same, unheard); requests are waiting exactly while the last
+/// number sent is above it.
 pub(crate) struct Watch {
     sent: AtomicU64,
-    settled: AtomicU64,
+    answered: AtomicU64,
     closed: AtomicU64,
     op_timeout: Duration,
     dormant: AtomicBool,
     wake: Arc<Notify>,
 }
 
-/// A request under way on a watched link; settled when dropped (answered or abandoned).
-struct Pending<'a> {
-    watch: &'a Watch,
-    closed: u64,
-}
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        self.watch.settled.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 impl Watch {
-    fn begin(&self) -> Pending<'_> {
-        self.sent.fetch_add(1, Ordering::SeqCst);
+    /// Numbers a request about to be sent; returns its number and the closings so far.
+    fn begin(&self) -> (u64, u64) {
+        let number = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
         if self.dormant.load(Ordering::SeqCst) {
             self.dormant.store(false, Ordering::SeqCst);
             self.wake.notify_one();
         }
-        Pending {
-            watch: self,
-            closed: self.closed.load(Ordering::SeqCst),
-        }
+        (number, self.closed.load(Ordering::SeqCst))
     }
 }
 
@@ -114,9 +108,11 @@ impl Bound<'_> {
                 Err(_) => Err(LockError::no_answer(key, limit)),
             },
             Bound::Watched(watch) => {
-                let pending = watch.begin();
-                request.await.map_err(|e| {
-                    if watch.closed.load(Ordering::SeqCst) != pending.closed {
+                let (number, closed) = watch.begin();
+                let result = request.await;
+                watch.answered.fetch_max(number, Ordering::SeqCst);
+                result.map_err(|e| {
+                    if watch.closed.load(Ordering::SeqCst) != closed {
                         LockError::no_answer(key, watch.op_timeout)
                     } else {
                         LockError::redis(key, e)
@@ -160,7 +156,7 @@ impl Link {
                 connecting: tokio::sync::Mutex::new(None),
                 watch: Watch {
                     sent: AtomicU64::new(0),
-                    settled: AtomicU64::new(0),
+                    answered: AtomicU64::new(0),
                     closed: AtomicU64::new(0),
                     op_timeout,
                     dormant: AtomicBool::new(false),
@@ -304,17 +300,19 @@ impl Shared {
 /// operation timeout; sleeps while the link is idle; ends with the link.
 async fn watchdog(link: Weak<Shared>, wake: Arc<Notify>, limit: Duration) {
     let tick = (limit / 4).max(Duration::from_millis(1));
-    let mut last_settled = 0;
+    let mut last_answered = 0;
     let mut silent_since: Option<Instant> = None;
+    let mut probing = false;
     loop {
         tokio::time::sleep(tick).await;
         let Some(shared) = link.upgrade() else { return };
         let watch = &shared.watch;
         let sent = watch.sent.load(Ordering::SeqCst);
-        let settled = watch.settled.load(Ordering::SeqCst);
-        if sent == settled {
+        let answered = watch.answered.load(Ordering::SeqCst);
+        if answered >= sent {
             silent_since = None;
-            last_settled = settled;
+            probing = false;
+            last_answered = answered;
             // Idle: sleep until the next request (or the link's end).
             watch.dormant.store(true, Ordering::SeqCst);
             if watch.sent.load(Ordering::SeqCst) != sent {
@@ -329,10 +327,16 @@ async fn watchdog(link: Weak<Shared>, wake: Arc<Notify>, limit: Duration) {
         }
         let now = Instant::now();
         match silent_since {
-            Some(since) if settled == last_settled => {
+            Some(since) if answered == last_answered => {
+                if !probing {
+                    // Maybe only requests whose callers gave up are unanswered (their answers
+                    // came unheard): a PING's answer shows the connection alive.
+                    probing = true;
+                    probe(&shared);
+                }
                 if now.duration_since(since) >= limit {
                     tracing::debug!(
-                        waiting = sent - settled,
+                        waiting = sent - answered,
                         "no answer within the operation timeout; closing the connection"
                     );
                     watch.closed.fetch_add(1, Ordering::SeqCst);
@@ -341,13 +345,30 @@ async fn watchdog(link: Weak<Shared>, wake: Arc<Notify>, limit: Duration) {
                     {
                         driver.abort(); // the waiting requests fail now
                     }
+                    // Whatever was sent on it is settled: failed, or given up by its caller.
+                    watch.answered.fetch_max(sent, Ordering::SeqCst);
                     silent_since = None;
+                    probing = false;
                 }
             }
             _ => {
-                last_settled = settled;
+                last_answered = answered;
                 silent_since = Some(now);
+                probing = false;
             }
         }
     }
+}
+
+/// Sends a `PING` on the link's connection, watched like any request.
+fn probe(shared: &Arc<Shared>) {
+    let Some(mut conn) = shared.live.load().as_ref().map(|live| live.conn.clone()) else {
+        return;
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let ping = redis::cmd("PING");
+        let request = ping.query_async::<redis::Value>(&mut conn);
+        let _ = Bound::Watched(&shared.watch).run("", request).await;
+    });
 }
