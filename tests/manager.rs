@@ -413,16 +413,22 @@ async fn paused_redis_gives_an_error_in_bounded_time() {
     assert!(took < Duration::from_secs(3), "gave up after {took:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_waiting_on_a_silent_server_all_fail_together_and_the_next_connection_works() {
-    let server = common::server();
-    let limit = Duration::from_millis(400);
+/// A manager with one command connection to `server`, connected.
+async fn one_connection(server: &RedisServer, limit: Duration) -> LockManager {
     let locks = LockManager::builder(server.url())
         .operation_timeout(limit)
         .connections(1)
         .build()
         .unwrap();
     locks.ping().await.unwrap();
+    locks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_on_a_silent_server_all_fail_together_and_the_next_connection_works() {
+    let server = common::server();
+    let limit = Duration::from_millis(400);
+    let locks = one_connection(&server, limit).await;
     server.pause().unwrap();
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -461,12 +467,7 @@ async fn requests_waiting_on_a_silent_server_all_fail_together_and_the_next_conn
 async fn a_request_its_caller_gave_up_does_not_cost_a_healthy_connection() {
     let server = common::server();
     let limit = Duration::from_millis(200);
-    let locks = LockManager::builder(server.url())
-        .operation_timeout(limit)
-        .connections(1)
-        .build()
-        .unwrap();
-    locks.ping().await.unwrap();
+    let locks = one_connection(&server, limit).await;
     let ids = || -> Vec<String> {
         clients(&server)
             .iter()
