@@ -224,24 +224,18 @@ pub async fn enter<const N: usize>(
     keys.sort_unstable();
     let keys = distinct(&mut keys);
     let outer: Option<Scope> = HELD.try_with(Clone::clone).ok();
-    let (set, taken) = match (&outer, keys) {
-        // The common case: one key, no enclosing call; its buffer becomes the Redis key.
-        (None, [key]) => {
-            let key = std::mem::take(key);
-            let taken = Arc::new(LockSet::one(manager.acquire_owned(key, &options).await?));
-            (taken.clone(), taken)
-        }
-        (None, keys) => {
+    let (set, taken) = match &outer {
+        None => {
             let taken = Arc::new(take(manager, keys, &options).await?);
             (taken.clone(), taken)
         }
-        (Some(outer), keys) => {
-            let missing: Vec<&str> = keys
+        Some(outer) => {
+            let mut missing: Vec<String> = keys
                 .iter()
-                .map(String::as_str)
                 .filter(|key| outer.find(id, key).is_none())
+                .cloned()
                 .collect();
-            let taken = Arc::new(take(manager, &missing, &options).await?);
+            let taken = Arc::new(take(manager, &mut missing, &options).await?);
             let held = keys
                 .iter()
                 .map(|key| {
@@ -315,15 +309,16 @@ where
     outcome
 }
 
-/// Acquires `keys` (sorted, distinct) together: all or nothing.
-async fn take<K: AsRef<str>>(
+/// Acquires `keys` (sorted, distinct) together: all or nothing. A single key's buffer becomes
+/// its Redis key.
+async fn take(
     manager: &LockManager,
-    keys: &[K],
+    keys: &mut [String],
     options: &LockOptions,
 ) -> Result<LockSet, LockError> {
     Ok(match keys {
         [] => LockSet::default(),
-        [key] => LockSet::one(manager.acquire_with(key.as_ref(), options).await?),
+        [key] => LockSet::one(manager.acquire_owned(std::mem::take(key), options).await?),
         // Boxed: inline, its future would make every single-key call's future larger.
         many => LockSet::many(Box::pin(manager.acquire_many(many, options)).await?),
     })

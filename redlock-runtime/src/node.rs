@@ -140,10 +140,10 @@ impl Node {
         fence_key: &str,
         token: u64,
     ) -> Result<u64, LockError> {
-        let mut eval = evalsha(&scripts::RAISE_FENCE, 1, 2, fence_key.len() + 24);
+        let mut eval = Eval::new(&scripts::RAISE_FENCE, 1, 2, fence_key.len() + 24);
         eval.arg(fence_key).arg(token);
         self.on(key, fence_key, async |conn, bound| {
-            eval_on(conn, bound, key, &scripts::RAISE_FENCE, &eval).await
+            eval_on(conn, bound, key, &eval).await
         })
         .await
     }
@@ -183,12 +183,12 @@ pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
             return Ok(Attempt::Acquired(fence));
         }
     }
-    let mut eval = evalsha(&scripts::ACQUIRE, 2, 4, claim.redis_key.len() + 96);
+    let mut eval = Eval::new(&scripts::ACQUIRE, 2, 4, claim.redis_key.len() + 96);
     eval.arg(claim.redis_key)
         .arg(claim.fence_key)
         .arg(claim.token)
         .arg(claim.ttl_ms);
-    eval_on(conn, bound, claim.key, &scripts::ACQUIRE, &eval).await
+    eval_on(conn, bound, claim.key, &eval).await
 }
 
 /// Compare-and-delete on `conn` with `script`; `false` when the token no longer holds the lock.
@@ -198,9 +198,9 @@ pub(crate) async fn release_on<C: ConnectionLike + Send>(
     script: &Script,
     lock: Holding<'_>,
 ) -> Result<bool, LockError> {
-    let mut eval = evalsha(script, 1, 2, lock.redis_key.len() + 40);
+    let mut eval = Eval::new(script, 1, 2, lock.redis_key.len() + 40);
     eval.arg(lock.redis_key).arg(lock.token);
-    let released: i64 = eval_on(conn, bound, lock.key, script, &eval).await?;
+    let released: i64 = eval_on(conn, bound, lock.key, &eval).await?;
     Ok(released == 1)
 }
 
@@ -211,9 +211,9 @@ pub(crate) async fn extend_on<C: ConnectionLike + Send>(
     lock: Holding<'_>,
     ttl_ms: u64,
 ) -> Result<bool, LockError> {
-    let mut eval = evalsha(&scripts::EXTEND, 1, 3, lock.redis_key.len() + 64);
+    let mut eval = Eval::new(&scripts::EXTEND, 1, 3, lock.redis_key.len() + 64);
     eval.arg(lock.redis_key).arg(lock.token).arg(ttl_ms);
-    let renewed: i64 = eval_on(conn, bound, lock.key, &scripts::EXTEND, &eval).await?;
+    let renewed: i64 = eval_on(conn, bound, lock.key, &eval).await?;
     Ok(renewed == 1)
 }
 
@@ -228,29 +228,42 @@ pub(crate) async fn query_on<C: ConnectionLike + Send, T: redis::FromRedisValue>
     redis::from_redis_value(value).map_err(|e| LockError::redis(key, redis::RedisError::from(e)))
 }
 
-/// `EVALSHA` of `script` with `keys` keys, ready for `keys + args` arguments of about `bytes`
-/// bytes in all: one command built in place, without the intermediate lists of a
-/// `redis::ScriptInvocation`.
-pub(crate) fn evalsha(script: &Script, keys: usize, args: usize, bytes: usize) -> Cmd {
-    let mut cmd = Cmd::with_capacity(3 + args, 56 + bytes);
-    cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
-    cmd
+/// One `EVALSHA` of a script, built in place as a single command (without the intermediate
+/// lists of a `redis::ScriptInvocation`).
+pub(crate) struct Eval<'a> {
+    script: &'a Script,
+    cmd: Cmd,
 }
 
-/// Runs `evalsha` (from [`evalsha`]), bounded; after `NOSCRIPT` (a restarted or flushed
-/// server) loads `script` and runs it again.
+impl<'a> Eval<'a> {
+    /// `EVALSHA` of `script` with `keys` keys, sized for `args` arguments (keys included) of
+    /// about `bytes` bytes in all.
+    pub(crate) fn new(script: &'a Script, keys: usize, args: usize, bytes: usize) -> Self {
+        let mut cmd = Cmd::with_capacity(3 + args, 56 + bytes);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+        Self { script, cmd }
+    }
+
+    /// Appends a key or an argument.
+    pub(crate) fn arg(&mut self, arg: impl redis::ToRedisArgs) -> &mut Self {
+        self.cmd.arg(arg);
+        self
+    }
+}
+
+/// Runs `eval`, bounded; after `NOSCRIPT` (a restarted or flushed server) loads the script and
+/// runs it again.
 pub(crate) async fn eval_on<C: ConnectionLike + Send, T: redis::FromRedisValue>(
     conn: &mut C,
     bound: Bound<'_>,
     key: &str,
-    script: &Script,
-    evalsha: &Cmd,
+    eval: &Eval<'_>,
 ) -> Result<T, LockError> {
     let request = async {
-        match evalsha.query_async::<redis::Value>(conn).await {
+        match eval.cmd.query_async::<redis::Value>(conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script.load_async(conn).await?;
-                evalsha.query_async(conn).await
+                eval.script.load_async(conn).await?;
+                eval.cmd.query_async(conn).await
             }
             other => other,
         }
