@@ -254,6 +254,83 @@ async fn nested_call_on_held_key_reenters_and_only_outer_releases() {
     assert_eq!(server.command(&["EXISTS", "lock:order:7"]).unwrap(), "0");
 }
 
+/// Holds `pair:<a>`, then calls `widen`, which locks `pair:<a>` and `pair:<b>`.
+#[distributed_lock(key = "pair:<a>", ttl = "10s", client = locks, guard = lock)]
+async fn narrow(
+    locks: &LockManager,
+    redis: &mut MultiplexedConnection,
+    a: &str,
+    b: &str,
+) -> anyhow::Result<(u64, Widened, Vec<String>)> {
+    let widened = widen(locks, redis, a, b).await?;
+    let keys: Vec<String> = redis.keys("lock:pair:*").await?;
+    Ok((lock.fencing_token(), widened, keys))
+}
+
+/// What `widen` saw of its two locks, and what `narrow_again` saw inside it.
+#[derive(Debug)]
+struct Widened {
+    keys: Vec<String>,
+    tokens: Vec<u64>,
+    innermost_token: u64,
+    held_inside: Vec<String>,
+}
+
+/// Nested in `narrow`: `pair:<a>` is held around it, `pair:<b>` is not.
+#[distributed_lock(keys = ["pair:<b>", "pair:<a>"], ttl = "10s", wait = "0s", client = locks, guard = set)]
+async fn widen(
+    locks: &LockManager,
+    redis: &mut MultiplexedConnection,
+    a: &str,
+    b: &str,
+) -> anyhow::Result<Widened> {
+    let innermost_token = narrow_again(locks, b).await?;
+    let mut held_inside: Vec<String> = redis.keys("lock:pair:*").await?;
+    held_inside.sort();
+    Ok(Widened {
+        keys: set.keys().map(str::to_owned).collect(),
+        tokens: set.iter().map(|guard| guard.fencing_token()).collect(),
+        innermost_token,
+        held_inside,
+    })
+}
+
+/// Nested in `widen`: `pair:<b>` is held by `widen` itself.
+#[distributed_lock(key = "pair:<b>", wait = "0s", client = locks, guard = lock)]
+async fn narrow_again(locks: &LockManager, b: &str) -> Result<u64, LockError> {
+    Ok(lock.fencing_token())
+}
+
+#[tokio::test]
+async fn nested_call_takes_only_the_keys_not_held_around_it_and_releases_only_those() {
+    let Setup {
+        server,
+        locks,
+        mut redis,
+    } = setup().await;
+    let (outer_token, widened, left_after_widen) =
+        common::within(narrow(&locks, &mut redis, "x", "y"))
+            .await
+            .unwrap();
+    assert_eq!(widened.keys, ["pair:x", "pair:y"], "sorted, both keys");
+    assert_eq!(
+        widened.tokens[0], outer_token,
+        "`pair:x` is the enclosing call's lock, not taken again"
+    );
+    assert_ne!(widened.tokens[1], outer_token);
+    assert_eq!(
+        widened.innermost_token, widened.tokens[1],
+        "the innermost call reenters the lock its caller took"
+    );
+    assert_eq!(widened.held_inside, ["lock:pair:x", "lock:pair:y"]);
+    assert_eq!(
+        left_after_widen,
+        ["lock:pair:x"],
+        "the nested call releases the key it took, and only that one"
+    );
+    assert_eq!(server.command(&["EXISTS", "lock:pair:x"]).unwrap(), "0");
+}
+
 #[distributed_lock(key = "fence:<id>", client = locks, guard = lock)]
 async fn fenced(locks: &LockManager, id: u64) -> Result<(String, u64), LockError> {
     Ok((lock.key().to_owned(), lock.fencing_token()))

@@ -221,41 +221,62 @@ pub async fn enter<const N: usize>(
         Client::Given(manager) => manager,
     };
     let id = Arc::as_ptr(&manager.inner) as usize;
-    keys.sort_unstable();
-    let keys = distinct(&mut keys);
-    let outer: Option<Scope> = HELD.try_with(Clone::clone).ok();
-    let (set, taken) = match &outer {
-        None => {
-            let taken = Arc::new(take(manager, keys, &options).await?);
-            (taken.clone(), taken)
-        }
-        Some(outer) => {
-            let mut missing: Vec<String> = keys
-                .iter()
-                .filter(|key| outer.find(id, key).is_none())
-                .cloned()
-                .collect();
-            let taken = Arc::new(take(manager, &mut missing, &options).await?);
-            let held = keys
-                .iter()
-                .map(|key| {
-                    outer
-                        .find(id, key)
-                        .unwrap_or_else(|| match taken.position(key) {
-                            Some(position) => (taken.clone(), position),
-                            None => unreachable!("every missing key was acquired"),
-                        })
-                })
-                .collect();
-            (Arc::new(LockSet::held(held)), taken)
+    let keys = match &mut keys[..] {
+        [] | [_] => &mut keys[..],
+        many => {
+            many.sort_unstable();
+            distinct(many)
         }
     };
+    let renew = options.renews();
+    let scope = match HELD.try_with(Clone::clone) {
+        // The outermost locked call of its task: the common case, kept small.
+        Err(_) => Scope {
+            manager: id,
+            taken: Arc::new(take(manager, keys, &options).await?),
+            outer: None,
+        },
+        // Boxed: its future would make every outermost call's future larger.
+        Ok(outer) => return Box::pin(enter_nested(manager, id, keys, options, outer)).await,
+    };
     Ok(Taken {
-        set,
+        set: scope.taken.clone(),
+        scope,
+        renew,
+    })
+}
+
+/// [`enter`] inside another locked call: keys an enclosing call holds are not taken again.
+async fn enter_nested(
+    manager: &LockManager,
+    id: usize,
+    keys: &mut [String],
+    options: LockOptions,
+    outer: Scope,
+) -> Result<Taken, LockError> {
+    let mut missing: Vec<String> = keys
+        .iter()
+        .filter(|key| outer.find(id, key).is_none())
+        .cloned()
+        .collect();
+    let taken = Arc::new(take(manager, &mut missing, &options).await?);
+    let held = keys
+        .iter()
+        .map(|key| {
+            outer
+                .find(id, key)
+                .unwrap_or_else(|| match taken.position(key) {
+                    Some(position) => (taken.clone(), position),
+                    None => unreachable!("every missing key was acquired"),
+                })
+        })
+        .collect();
+    Ok(Taken {
+        set: Arc::new(LockSet::held(held)),
         scope: Scope {
             manager: id,
             taken,
-            outer: outer.map(Arc::new),
+            outer: Some(Arc::new(outer)),
         },
         renew: options.renews(),
     })

@@ -1,7 +1,7 @@
 //! A held lock: its key, token, fencing token and lease.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
@@ -30,9 +30,9 @@ pub struct LockGuard {
     /// When the acquire that took the lock was sent.
     taken: Instant,
     ttl: Duration,
-    /// Local, conservative end of the lease: when the last confirmed acquire or renewal was
-    /// *sent*, plus the ttl, minus the clock drift allowance.
-    lease_end: Mutex<Instant>,
+    /// Local, conservative end of the lease, in nanoseconds after `taken`: when the last
+    /// confirmed acquire or renewal was *sent*, plus the ttl, minus the clock drift allowance.
+    lease_end: AtomicU64,
     state: AtomicU8,
 }
 
@@ -87,7 +87,7 @@ impl LockGuard {
             fence,
             taken: sent,
             ttl,
-            lease_end: Mutex::new(lease_end(sent, ttl)),
+            lease_end: AtomicU64::new(nanos(lease_end(sent, ttl) - sent)),
             state: AtomicU8::new(HELD),
         }
     }
@@ -133,7 +133,7 @@ impl LockGuard {
     }
 
     pub(crate) fn lease_end(&self) -> Instant {
-        *self.lease_end.lock().unwrap_or_else(|e| e.into_inner())
+        self.taken + Duration::from_nanos(self.lease_end.load(Ordering::Acquire))
     }
 
     /// Renews the lease to a full ttl from now, if this guard still holds the lock.
@@ -155,7 +155,9 @@ impl LockGuard {
             .await
             .or_else(not_ours)?;
         if renewed {
-            *self.lease_end.lock().unwrap_or_else(|e| e.into_inner()) = lease_end(sent, self.ttl);
+            // Of two renewals confirmed concurrently, the one sent later counts.
+            let end = lease_end(sent, self.ttl) - self.taken;
+            self.lease_end.fetch_max(nanos(end), Ordering::AcqRel);
             tracing::trace!(key = self.key(), "renewed");
             Ok(())
         } else {
@@ -244,6 +246,11 @@ fn not_ours(error: LockError) -> Result<bool, LockError> {
 
 fn lease_end(sent: Instant, ttl: Duration) -> Instant {
     sent + ttl.saturating_sub(drift(ttl))
+}
+
+/// `duration` in whole nanoseconds (saturating: 584 years).
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 async fn release(manager: &Inner, lock: Holding<'_>, taken: Instant) -> Result<(), LockError> {
