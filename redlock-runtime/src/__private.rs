@@ -233,7 +233,11 @@ pub async fn enter<const N: usize>(
         // The outermost locked call of its task: the common case, kept small.
         Err(_) => Scope {
             manager: id,
-            taken: Arc::new(take(manager, keys, &options).await?),
+            taken: Arc::new(match keys {
+                [key] => LockSet::one(manager.acquire_owned(std::mem::take(key), &options).await?),
+                // Boxed: inline, its future would make every single-key call's future larger.
+                many => Box::pin(take(manager, many, &options)).await?,
+            }),
             outer: None,
         },
         // Boxed: its future would make every outermost call's future larger.
@@ -283,28 +287,24 @@ async fn enter_nested(
 }
 
 /// Runs `body` under the locks `enter` took, with `on_busy = "error"`.
-pub async fn lock<R, F, Fut>(taken: Result<Taken, LockError>, body: F) -> R
+pub fn lock<R, F, Fut>(taken: Result<Taken, LockError>, body: F) -> impl Future<Output = R>
 where
     R: LockResult,
     F: FnOnce(Held) -> Fut,
     Fut: Future<Output = R>,
 {
-    match run(taken, body).await {
-        Ok(output) => output,
-        Err(error) => R::from_lock_error(error),
-    }
+    run(taken, body, R::from_lock_error)
 }
 
 /// Runs `body` under the locks `enter` took, with `on_busy = "skip"`.
-pub async fn lock_or_skip<R, F, Fut>(taken: Result<Taken, LockError>, body: F) -> R
+pub fn lock_or_skip<R, F, Fut>(taken: Result<Taken, LockError>, body: F) -> impl Future<Output = R>
 where
     R: SkipResult,
     F: FnOnce(Held) -> Fut,
     Fut: Future<Output = R>,
 {
-    match run(taken, body).await {
-        Ok(output) => output,
-        Err(LockError::Timeout { key, waited }) => {
+    run(taken, body, |error| match error {
+        LockError::Timeout { key, waited } => {
             tracing::debug!(
                 key,
                 waited_ms = waited.as_millis() as u64,
@@ -312,22 +312,31 @@ where
             );
             R::skipped()
         }
-        Err(error) => R::from_lock_error(error),
-    }
+        error => R::from_lock_error(error),
+    })
 }
 
-async fn run<R, F, Fut>(taken: Result<Taken, LockError>, body: F) -> Result<R, LockError>
+/// Runs `body` under the locks `enter` took; a failure to take them, or a lock lost while the
+/// body runs, becomes the call's result through `failed`.
+async fn run<R, F, Fut>(
+    taken: Result<Taken, LockError>,
+    body: F,
+    failed: impl FnOnce(LockError) -> R,
+) -> R
 where
     F: FnOnce(Held) -> Fut,
     Fut: Future<Output = R>,
 {
-    let Taken { set, scope, renew } = taken?;
+    let Taken { set, scope, renew } = match taken {
+        Ok(taken) => taken,
+        Err(error) => return failed(error),
+    };
     // Only the call that took a lock renews and releases it.
     let taken = scope.taken.clone();
     let body = HELD.scope(scope, body(Held(set)));
     let outcome = renew::hold(taken.taken(), renew, body).await;
     release_after(taken.taken()).await;
-    outcome
+    outcome.unwrap_or_else(failed)
 }
 
 /// Acquires `keys` (sorted, distinct) together: all or nothing. A single key's buffer becomes
@@ -340,8 +349,7 @@ async fn take(
     Ok(match keys {
         [] => LockSet::default(),
         [key] => LockSet::one(manager.acquire_owned(std::mem::take(key), options).await?),
-        // Boxed: inline, its future would make every single-key call's future larger.
-        many => LockSet::many(Box::pin(manager.acquire_many(many, options)).await?),
+        many => LockSet::many(manager.acquire_many(many, options).await?),
     })
 }
 
