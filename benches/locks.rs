@@ -9,8 +9,11 @@
 //! ```
 //!
 //! Workloads, each on a 1-thread and a 2-thread tokio runtime:
-//! - A: 1 task, 1 key, N lock+unlock cycles: cycles/s, p50/p99 per cycle.
-//! - B: 32 tasks on 32 distinct keys for T seconds: cycles/s.
+//! - A: 1 task, 1 key, N lock+unlock cycles: cycles/s, p50/p99 per cycle. The variants take
+//!   turns in 200 short rounds; the ratios are medians of per-round ratios.
+//! - B: 32 tasks on 32 distinct keys for T seconds per variant: cycles/s. The tasks run
+//!   throughout and switch variant together every 50 ms, so the variants take turns a hundred
+//!   times each; the ratios are of the totals.
 //! - C: 16 tasks on one key, empty critical section, wait 10 s, T seconds: cycles/s, p50/p99/max
 //!   acquire wait, cycles per task min/max.
 //! - M: memory of this process (resident set) and of Redis (`used_memory`, keys left) before
@@ -102,6 +105,23 @@ impl Via {
     }
 }
 
+/// The orders A and B run the three variants in, one after the other, so that each variant
+/// follows each other one equally often.
+const ORDERS: [[usize; 3]; 6] = [
+    [0, 1, 2],
+    [1, 2, 0],
+    [2, 0, 1],
+    [0, 2, 1],
+    [2, 1, 0],
+    [1, 0, 2],
+];
+
+/// The variants, in the order of the figures.
+const VIAS: [Via; 3] = [Via::Raw, Via::Manager, Via::Attribute];
+
+/// What B's tasks run: a variant's index in `VIAS`, or `STOP`.
+const STOP: usize = 3;
+
 struct Ctx {
     locks: LockManager,
     raw: Raw,
@@ -142,16 +162,15 @@ async fn one_cycle(ctx: &Ctx, raw: &mut Raw, via: Via, key: &str, token: &str) {
 }
 
 /// How many interleaved rounds workload A is cut into.
-const ROUNDS: usize = 20;
+const ROUNDS: usize = 200;
 
-/// A: one task, one key; raw, manager and attribute take turns in short rounds, so a drift of
-/// the machine's speed during the run hits all three alike. Per variant: cycles/s, p50, p99,
-/// and each round's time (for per-round ratios).
+/// A: one task, one key; raw, manager and attribute take turns in short rounds, in each order
+/// in turn, so a drift of the machine's speed during the run hits all three alike. Per
+/// variant: cycles/s, p50, p99, and each round's time (for per-round ratios).
 async fn uncontended(ctx: &Ctx) -> [(f64, Duration, Duration, Vec<Duration>); 3] {
-    let vias = [Via::Raw, Via::Manager, Via::Attribute];
     let mut raw = ctx.raw.clone();
     let token = token(0);
-    for via in vias {
+    for via in VIAS {
         for _ in 0..ctx.cycles / 20 {
             one_cycle(ctx, &mut raw, via, "a", &token).await;
         }
@@ -159,8 +178,9 @@ async fn uncontended(ctx: &Ctx) -> [(f64, Duration, Duration, Vec<Duration>); 3]
     let per_round = (ctx.cycles / ROUNDS).max(1);
     let mut laps: [Vec<Duration>; 3] = Default::default();
     let mut rounds: [Vec<Duration>; 3] = Default::default();
-    for _ in 0..ROUNDS {
-        for (i, via) in vias.into_iter().enumerate() {
+    for round in 0..ROUNDS {
+        for i in ORDERS[round % ORDERS.len()] {
+            let via = VIAS[i];
             let start = Instant::now();
             for _ in 0..per_round {
                 let lap = Instant::now();
@@ -199,18 +219,16 @@ fn token(task: usize) -> String {
     format!("raw-{}-{task}", std::process::id())
 }
 
-/// CPU time this process has used so far.
+/// CPU time this process has used so far (user and system, to the microsecond).
 fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 10)
+    // SAFETY: `getrusage` only writes the `rusage` it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// Read and write system calls (`read`, `write`, `readv`, `writev` ...) process `pid` has made.
@@ -243,61 +261,135 @@ async fn redis_cpu(raw: &Raw) -> Duration {
     Duration::from_secs_f64(seconds)
 }
 
-/// One round of B: cycles/s, and CPU time per cycle of this process and of Redis.
-struct Throughput {
-    rate: f64,
-    client_cpu_us: f64,
-    redis_cpu_us: f64,
-    /// Read/write system calls per cycle of this process and of Redis (`NaN` where unknown).
-    client_syscalls: f64,
-    redis_syscalls: f64,
+/// How long one slice of B runs one variant.
+const SLICE: Duration = Duration::from_millis(50);
+
+/// Counters read at a slice boundary of B.
+struct Sample {
+    at: Instant,
+    cycles: [u64; 3],
+    client_cpu: Duration,
+    redis_cpu: Duration,
+    client_calls: Option<u64>,
+    redis_calls: Option<u64>,
 }
 
-/// B: 32 tasks, each on its own key.
-async fn distinct_keys(ctx: &Arc<Ctx>, via: Via, seconds: f64) -> Throughput {
-    let redis_pid = ctx.redis_pid.map(|pid| pid.to_string());
-    let redis_syscalls = || redis_pid.as_deref().and_then(syscalls);
-    let (client_before, redis_before) = (process_cpu(), redis_cpu(&ctx.raw).await);
-    let (client_calls_before, redis_calls_before) = (syscalls("self"), redis_syscalls());
-    let stop = Arc::new(AtomicBool::new(false));
+/// B, per variant: cycles, time, and CPU time and read/write system calls of this process and
+/// of Redis over the variant's slices.
+#[derive(Clone, Copy, Default)]
+struct Throughput {
+    cycles: u64,
+    time: Duration,
+    client_cpu: Duration,
+    redis_cpu: Duration,
+    /// `None` where they cannot be counted (a Redis given by `REDIS_URL`).
+    client_calls: Option<u64>,
+    redis_calls: Option<u64>,
+}
+
+impl Throughput {
+    fn rate(&self) -> f64 {
+        self.cycles as f64 / self.time.as_secs_f64()
+    }
+
+    fn per_cycle_us(&self, cpu: Duration) -> f64 {
+        us(cpu) / self.cycles.max(1) as f64
+    }
+
+    fn calls_per_cycle(&self, calls: Option<u64>) -> f64 {
+        calls.map_or(f64::NAN, |calls| calls as f64 / self.cycles.max(1) as f64)
+    }
+}
+
+/// Adds the slice between two samples, run by `via`, to the variants' figures. Time, CPU and
+/// system calls go to `via`; cycles to the variant that ran them, so the few that a slice's
+/// tasks finish after the switch still count for their own variant.
+fn add_slice(figures: &mut [Throughput; 3], via: usize, before: &Sample, after: &Sample) {
+    // Counted only where both samples could count them.
+    let calls = |a: Option<u64>, b: Option<u64>, sum: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => Some(sum.unwrap_or(0) + b.saturating_sub(a)),
+        _ => sum,
+    };
+    for (figure, (a, b)) in figures
+        .iter_mut()
+        .zip(before.cycles.iter().zip(after.cycles))
+    {
+        figure.cycles += b - a;
+    }
+    let figure = &mut figures[via];
+    figure.time += after.at - before.at;
+    figure.client_cpu += after.client_cpu.saturating_sub(before.client_cpu);
+    figure.redis_cpu += after.redis_cpu.saturating_sub(before.redis_cpu);
+    figure.client_calls = calls(before.client_calls, after.client_calls, figure.client_calls);
+    figure.redis_calls = calls(before.redis_calls, after.redis_calls, figure.redis_calls);
+}
+
+/// B: 32 tasks, each on its own key, for `seconds` per variant. The tasks run throughout and
+/// switch variant together every `SLICE`: the variants take turns many times, so a change of
+/// the machine's speed during the run hits all three alike. Returns each variant's totals, and
+/// its figures in each block of turns (each variant once).
+async fn distinct_keys(ctx: &Arc<Ctx>, seconds: f64) -> ([Throughput; 3], Vec<[Throughput; 3]>) {
+    let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let done: Arc<[std::sync::atomic::AtomicU64; 3]> = Arc::default();
     let mut tasks = Vec::new();
     for t in 0..32 {
-        let ctx = ctx.clone();
-        let stop = stop.clone();
+        let (ctx, phase, done) = (ctx.clone(), phase.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             let mut raw = ctx.raw.clone();
             let key = format!("b{t}");
             let token = token(t);
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                one_cycle(&ctx, &mut raw, via, &key, &token).await;
-                n += 1;
+            loop {
+                let via = phase.load(Ordering::Relaxed);
+                if via == STOP {
+                    break;
+                }
+                one_cycle(&ctx, &mut raw, VIAS[via], &key, &token).await;
+                done[via].fetch_add(1, Ordering::Relaxed);
             }
-            n
         }));
     }
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut total = 0;
-    for task in tasks {
-        total += task.await.expect("task");
-    }
-    let elapsed = start.elapsed();
-    let cycles = total.max(1) as f64;
-    let per_cycle = |before: Option<u64>, after: Option<u64>| match (before, after) {
-        (Some(before), Some(after)) => after.saturating_sub(before) as f64 / cycles,
-        _ => f64::NAN,
+    let redis_pid = ctx.redis_pid.map(|pid| pid.to_string());
+    // Reads the counters, then switches the tasks to `next`.
+    let boundary = async |next: usize| {
+        let at = Instant::now();
+        let cycles = std::array::from_fn(|i| done[i].load(Ordering::Relaxed));
+        let client_cpu = process_cpu();
+        let client_calls = syscalls("self");
+        let redis_calls = redis_pid.as_deref().and_then(syscalls);
+        phase.store(next, Ordering::Relaxed);
+        Sample {
+            at,
+            cycles,
+            client_cpu,
+            client_calls,
+            redis_calls,
+            // A round trip: read once the switch is made, and so a little late.
+            redis_cpu: redis_cpu(&ctx.raw).await,
+        }
     };
-    let client_syscalls = per_cycle(client_calls_before, syscalls("self"));
-    let redis_syscalls = per_cycle(redis_calls_before, redis_syscalls());
-    Throughput {
-        client_syscalls,
-        redis_syscalls,
-        rate: total as f64 / elapsed.as_secs_f64(),
-        client_cpu_us: us(process_cpu().saturating_sub(client_before)) / cycles,
-        redis_cpu_us: us(redis_cpu(&ctx.raw).await.saturating_sub(redis_before)) / cycles,
+    // Warm-up: each variant once, not counted.
+    for via in 0..3 {
+        phase.store(via, Ordering::Relaxed);
+        tokio::time::sleep(SLICE * 4).await;
     }
+    let blocks = (seconds / SLICE.as_secs_f64()).ceil().max(1.0) as usize;
+    let turns: Vec<usize> = (0..blocks)
+        .flat_map(|block| ORDERS[block % ORDERS.len()])
+        .collect();
+    let mut total = [Throughput::default(); 3];
+    let mut each = vec![[Throughput::default(); 3]; blocks];
+    let mut before = boundary(turns[0]).await;
+    for (turn, &via) in turns.iter().enumerate() {
+        tokio::time::sleep(SLICE).await;
+        let after = boundary(turns.get(turn + 1).copied().unwrap_or(STOP)).await;
+        add_slice(&mut total, via, &before, &after);
+        add_slice(&mut each[turn / VIAS.len()], via, &before, &after);
+        before = after;
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    (total, each)
 }
 
 struct Contention {
@@ -506,40 +598,25 @@ async fn report_a(ctx: &Ctx, figures: &mut Vec<(String, f64)>) -> f64 {
 
 /// Runs B and reports it.
 async fn report_b(ctx: &Arc<Ctx>, figures: &mut Vec<(String, f64)>) {
-    println!("B) 32 tasks, 32 keys, {:.0}s", ctx.seconds);
-    // Interleaved rounds, as in A.
-    let b_rounds = 6;
-    let mut b_round_rates: [Vec<f64>; 3] = Default::default();
-    let mut b_cpu = [(0.0, 0.0); 3];
-    let mut b_calls = [(0.0, 0.0); 3];
-    for _ in 0..b_rounds {
-        for (i, via) in [Via::Raw, Via::Manager, Via::Attribute]
-            .into_iter()
-            .enumerate()
-        {
-            let round = distinct_keys(ctx, via, ctx.seconds / b_rounds as f64).await;
-            b_round_rates[i].push(round.rate);
-            b_cpu[i].0 += round.client_cpu_us / b_rounds as f64;
-            b_cpu[i].1 += round.redis_cpu_us / b_rounds as f64;
-            b_calls[i].0 += round.client_syscalls / b_rounds as f64;
-            b_calls[i].1 += round.redis_syscalls / b_rounds as f64;
-        }
-    }
-    let mut b_rate = [0.0; 3];
-    for (i, via) in [Via::Raw, Via::Manager, Via::Attribute]
-        .into_iter()
-        .enumerate()
-    {
-        b_rate[i] = b_round_rates[i].iter().sum::<f64>() / b_rounds as f64;
-        let (client, redis) = b_cpu[i];
-        let (client_calls, redis_calls) = b_calls[i];
+    println!(
+        "B) 32 tasks, 32 keys, {:.0}s per variant, in turns of {} ms",
+        ctx.seconds,
+        SLICE.as_millis()
+    );
+    let (total, blocks) = distinct_keys(ctx, ctx.seconds).await;
+    for (via, b) in VIAS.into_iter().zip(&total) {
+        let (client, redis) = (b.per_cycle_us(b.client_cpu), b.per_cycle_us(b.redis_cpu));
+        let (client_calls, redis_calls) = (
+            b.calls_per_cycle(b.client_calls),
+            b.calls_per_cycle(b.redis_calls),
+        );
         println!(
             "   {:<10} {:>9.0} cycles/s   CPU per cycle: client {client:>5.1}us, redis {redis:>5.1}us   \
              read/write calls per cycle: client {client_calls:>4.2}, redis {redis_calls:>4.2}",
             via.name(),
-            b_rate[i]
+            b.rate()
         );
-        figures.push((format!("b_{}_cycles_per_s", via.name()), b_rate[i]));
+        figures.push((format!("b_{}_cycles_per_s", via.name()), b.rate()));
         figures.push((format!("b_{}_client_cpu_us", via.name()), client));
         figures.push((format!("b_{}_redis_cpu_us", via.name()), redis));
         for (side, calls) in [("client", client_calls), ("redis", redis_calls)] {
@@ -548,19 +625,34 @@ async fn report_b(ctx: &Arc<Ctx>, figures: &mut Vec<(String, f64)>) {
             }
         }
     }
-    let per_round = |a: usize, b: usize| {
-        let mut ratios: Vec<f64> = b_round_rates[a]
-            .iter()
-            .zip(&b_round_rates[b])
-            .map(|(x, y)| x / y)
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        ratios[ratios.len() / 2]
+    // Time per cycle of `a` over `b` over the whole run, and its range over the run's fifths
+    // (a burst of load on the machine during part of the run shows there).
+    let ratio = |t: &[Throughput; 3], a: usize, b: usize| t[b].rate() / t[a].rate();
+    let fifths: Vec<[Throughput; 3]> = blocks
+        .chunks(blocks.len().div_ceil(5))
+        .map(|chunk| {
+            std::array::from_fn(|via| {
+                let mut sum = Throughput::default();
+                for block in chunk {
+                    sum.cycles += block[via].cycles;
+                    sum.time += block[via].time;
+                }
+                sum
+            })
+        })
+        .collect();
+    let spread = |a: usize, b: usize| {
+        let each = fifths.iter().map(|t| ratio(t, a, b));
+        let (lo, hi) = each.fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(r), hi.max(r)));
+        format!("{lo:.3}..{hi:.3}")
     };
-    let b_ratio = per_round(0, 1);
-    let b_attr_ratio = per_round(1, 2);
+    let b_ratio = ratio(&total, 1, 0);
+    let b_attr_ratio = ratio(&total, 2, 1);
     println!(
-        "   time per cycle (median of {b_rounds} interleaved rounds): manager/raw {b_ratio:.3}x, attribute/manager {b_attr_ratio:.3}x"
+        "   time per cycle: manager/raw {b_ratio:.3}x ({} in each fifth of the run), \
+         attribute/manager {b_attr_ratio:.3}x ({})",
+        spread(1, 0),
+        spread(2, 1)
     );
     figures.push(("b_ratio_manager_over_raw".into(), b_ratio));
     figures.push(("b_ratio_attribute_over_manager".into(), b_attr_ratio));
