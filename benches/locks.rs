@@ -125,6 +125,9 @@ const STOP: usize = 3;
 struct Ctx {
     locks: LockManager,
     raw: Raw,
+    /// A connection of its own for `INFO` and `DBSIZE`, so that reading the figures does not
+    /// queue behind the raw baseline's requests.
+    admin: Raw,
     /// The benchmark's own Redis, whose system calls can be counted (`None` with `REDIS_URL`).
     redis_pid: Option<u32>,
     seconds: f64,
@@ -364,7 +367,7 @@ async fn distinct_keys(ctx: &Arc<Ctx>, seconds: f64) -> ([Throughput; 3], Vec<[T
             client_calls,
             redis_calls,
             // A round trip: read once the switch is made, and so a little late.
-            redis_cpu: redis_cpu(&ctx.raw).await,
+            redis_cpu: redis_cpu(&ctx.admin).await,
         }
     };
     // Warm-up: each variant once, not counted.
@@ -527,10 +530,10 @@ async fn memory(ctx: &Arc<Ctx>, cycles: usize) -> Memory {
     let (warm, keys) = (cycles / 20, cycles / 2);
     memory_phase(ctx, 0, warm).await;
     let rss_before_kib = rss_kib();
-    let (redis_before_kib, _) = redis_memory(&ctx.raw).await;
+    let (redis_before_kib, _) = redis_memory(&ctx.admin).await;
     let cycles = memory_phase(ctx, warm, warm + keys).await;
     let rss_after_kib = rss_kib();
-    let (redis_after_kib, redis_keys_after) = redis_memory(&ctx.raw).await;
+    let (redis_after_kib, redis_keys_after) = redis_memory(&ctx.admin).await;
     Memory {
         cycles,
         rss_before_kib,
@@ -738,6 +741,7 @@ fn main() {
                 }
                 .expect("manager"),
                 raw: Raw::new(&url).await,
+                admin: Raw::new(&url).await,
                 redis_pid: server.as_ref().and_then(RedisServer::pid),
                 seconds,
                 cycles,
