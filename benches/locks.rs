@@ -10,7 +10,7 @@
 //!
 //! Workloads, each on a 1-thread and a 2-thread tokio runtime:
 //! - A: 1 task, 1 key, N lock+unlock cycles: cycles/s, p50/p99 per cycle. The variants take
-//!   turns in 200 short rounds; the ratios are medians of per-round ratios.
+//!   turns cycle by cycle; the ratios are medians over the turns of the ratio of cycle times.
 //! - B: 32 tasks on 32 distinct keys for T seconds per variant: cycles/s. The tasks run
 //!   throughout and switch variant together every 50 ms, so the variants take turns a hundred
 //!   times each; the ratios are of the totals.
@@ -164,12 +164,9 @@ async fn one_cycle(ctx: &Ctx, raw: &mut Raw, via: Via, key: &str, token: &str) {
     }
 }
 
-/// How many interleaved rounds workload A is cut into.
-const ROUNDS: usize = 200;
-
-/// A: one task, one key; raw, manager and attribute take turns in short rounds, in each order
-/// in turn, so a drift of the machine's speed during the run hits all three alike. Per
-/// variant: cycles/s, p50, p99, and each round's time (for per-round ratios).
+/// A: one task, one key; raw, manager and attribute take turns cycle by cycle, in each order
+/// in turn, so a change of the machine's speed during the run hits all three alike. Per
+/// variant: cycles/s, p50, p99, and each cycle's time in turn order (for per-turn ratios).
 async fn uncontended(ctx: &Ctx) -> [(f64, Duration, Duration, Vec<Duration>); 3] {
     let mut raw = ctx.raw.clone();
     let token = token(0);
@@ -178,35 +175,29 @@ async fn uncontended(ctx: &Ctx) -> [(f64, Duration, Duration, Vec<Duration>); 3]
             one_cycle(ctx, &mut raw, via, "a", &token).await;
         }
     }
-    let per_round = (ctx.cycles / ROUNDS).max(1);
     let mut laps: [Vec<Duration>; 3] = Default::default();
-    let mut rounds: [Vec<Duration>; 3] = Default::default();
-    for round in 0..ROUNDS {
-        for i in ORDERS[round % ORDERS.len()] {
-            let via = VIAS[i];
-            let start = Instant::now();
-            for _ in 0..per_round {
-                let lap = Instant::now();
-                one_cycle(ctx, &mut raw, via, "a", &token).await;
-                laps[i].push(lap.elapsed());
-            }
-            rounds[i].push(start.elapsed());
+    for turn in 0..ctx.cycles {
+        for i in ORDERS[turn % ORDERS.len()] {
+            let lap = Instant::now();
+            one_cycle(ctx, &mut raw, VIAS[i], "a", &token).await;
+            laps[i].push(lap.elapsed());
         }
     }
     std::array::from_fn(|i| {
-        let total: Duration = rounds[i].iter().sum();
-        let rate = (per_round * ROUNDS) as f64 / total.as_secs_f64();
+        let total: Duration = laps[i].iter().sum();
+        let rate = laps[i].len() as f64 / total.as_secs_f64();
+        let turns = laps[i].clone();
         laps[i].sort_unstable();
         (
             rate,
             percentile(&laps[i], 0.5),
             percentile(&laps[i], 0.99),
-            rounds[i].clone(),
+            turns,
         )
     })
 }
 
-/// The median over rounds of `a[r] / b[r]`.
+/// The median over turns of `a[t] / b[t]`.
 fn median_ratio(a: &[Duration], b: &[Duration]) -> f64 {
     let mut ratios: Vec<f64> = a
         .iter()
@@ -592,7 +583,8 @@ async fn report_a(ctx: &Ctx, figures: &mut Vec<(String, f64)>) -> f64 {
     let a_ratio = median_ratio(&a[1].3, &a[0].3);
     let attr_ratio = median_ratio(&a[2].3, &a[1].3);
     println!(
-        "   time per cycle (median of {ROUNDS} interleaved rounds): manager/raw {a_ratio:.3}x, attribute/manager {attr_ratio:.3}x"
+        "   time per cycle (median over {} turns of one cycle each): manager/raw {a_ratio:.3}x, attribute/manager {attr_ratio:.3}x",
+        ctx.cycles
     );
     figures.push(("a_ratio_manager_over_raw".into(), a_ratio));
     figures.push(("a_ratio_attribute_over_manager".into(), attr_ratio));
