@@ -321,7 +321,7 @@ fn add_slice(figures: &mut [Throughput; 3], via: usize, before: &Sample, after: 
 /// B: 32 tasks, each on its own key, for `seconds` per variant. The tasks run throughout and
 /// switch variant together every `SLICE`: the variants take turns many times, so a change of
 /// the machine's speed during the run hits all three alike. Returns each variant's totals, and
-/// its figures in each block of turns (each variant once).
+/// its figures in each fifth of the run.
 async fn distinct_keys(ctx: &Arc<Ctx>, seconds: f64) -> ([Throughput; 3], Vec<[Throughput; 3]>) {
     let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let done: Arc<[std::sync::atomic::AtomicU64; 3]> = Arc::default();
@@ -371,19 +371,20 @@ async fn distinct_keys(ctx: &Arc<Ctx>, seconds: f64) -> ([Throughput; 3], Vec<[T
         .flat_map(|block| ORDERS[block % ORDERS.len()])
         .collect();
     let mut total = [Throughput::default(); 3];
-    let mut each = vec![[Throughput::default(); 3]; blocks];
+    let parts = 5.min(blocks);
+    let mut part = vec![[Throughput::default(); 3]; parts];
     let mut before = boundary(turns[0]).await;
     for (turn, &via) in turns.iter().enumerate() {
         tokio::time::sleep(SLICE).await;
         let after = boundary(turns.get(turn + 1).copied().unwrap_or(STOP)).await;
         add_slice(&mut total, via, &before, &after);
-        add_slice(&mut each[turn / VIAS.len()], via, &before, &after);
+        add_slice(&mut part[turn * parts / turns.len()], via, &before, &after);
         before = after;
     }
     for task in tasks {
         task.await.expect("task");
     }
-    (total, each)
+    (total, part)
 }
 
 struct Contention {
@@ -598,7 +599,7 @@ async fn report_b(ctx: &Arc<Ctx>, figures: &mut Vec<(String, f64)>) {
         ctx.seconds,
         SLICE.as_millis()
     );
-    let (total, blocks) = distinct_keys(ctx, ctx.seconds).await;
+    let (total, fifths) = distinct_keys(ctx, ctx.seconds).await;
     for (via, b) in VIAS.into_iter().zip(&total) {
         let (client, redis) = (b.per_cycle_us(b.client_cpu), b.per_cycle_us(b.redis_cpu));
         let (client_calls, redis_calls) = (
@@ -623,19 +624,6 @@ async fn report_b(ctx: &Arc<Ctx>, figures: &mut Vec<(String, f64)>) {
     // Time per cycle of `a` over `b` over the whole run, and its range over the run's fifths
     // (a burst of load on the machine during part of the run shows there).
     let ratio = |t: &[Throughput; 3], a: usize, b: usize| t[b].rate() / t[a].rate();
-    let fifths: Vec<[Throughput; 3]> = blocks
-        .chunks(blocks.len().div_ceil(5))
-        .map(|chunk| {
-            std::array::from_fn(|via| {
-                let mut sum = Throughput::default();
-                for block in chunk {
-                    sum.cycles += block[via].cycles;
-                    sum.time += block[via].time;
-                }
-                sum
-            })
-        })
-        .collect();
     let spread = |a: usize, b: usize| {
         let each = fifths.iter().map(|t| ratio(t, a, b));
         let (lo, hi) = each.fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(r), hi.max(r)));

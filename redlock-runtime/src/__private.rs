@@ -221,6 +221,8 @@ pub async fn enter<const N: usize>(
         Client::Given(manager) => manager,
     };
     let id = Arc::as_ptr(&manager.inner) as usize;
+    // A single key, the common case, is taken right here: without sorting, and without the
+    // extra layer of `take`'s future, which measured about 1 % of a cycle in the benchmark.
     let keys = match &mut keys[..] {
         [] | [_] => &mut keys[..],
         many => {
