@@ -434,3 +434,174 @@ async fn busy_lock_converts_into_the_function_error_type() {
     release.send(()).unwrap();
     common::within(holder).await.unwrap().unwrap();
 }
+
+/// No `ttl`, `wait` or `renew` written: all three come from the manager.
+#[distributed_lock(key = "hold:<name>", client = locks, guard = lock)]
+async fn with_manager_settings(
+    locks: &LockManager,
+    name: &str,
+) -> Result<std::time::Duration, LockError> {
+    Ok(lock.ttl())
+}
+
+#[tokio::test]
+async fn builder_ttl_and_wait_reach_attributed_functions() {
+    let server = common::server();
+    let locks = LockManager::builder(server.url())
+        .ttl(std::time::Duration::from_secs(7))
+        .wait(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert_eq!(
+        common::within(with_manager_settings(&locks, "defaults"))
+            .await
+            .unwrap(),
+        std::time::Duration::from_secs(7),
+        "the builder's ttl, not a default written into the expansion"
+    );
+    // Busy at first: with the builder's wait the call waits for the holder instead of
+    // giving up at once.
+    let (release, holder) = held(&locks, "defaults").await;
+    let call = tokio::spawn({
+        let locks = locks.clone();
+        async move { with_manager_settings(&locks, "defaults").await }
+    });
+    common::until(common::PATIENCE, "the call to wait", || {
+        server
+            .command(&["PUBSUB", "NUMSUB", "lock:hold:defaults"])
+            .unwrap()
+            .ends_with('1')
+    })
+    .await;
+    release.send(()).unwrap();
+    common::within(holder).await.unwrap().unwrap();
+    let ttl = common::within(call).await.unwrap().unwrap();
+    assert_eq!(ttl, std::time::Duration::from_secs(7));
+}
+
+#[distributed_lock(key = "order:<id>", wait = "30s", client = locks, guard = lock)]
+async fn patient_inner(locks: &LockManager, id: u64) -> Result<u64, LockError> {
+    Ok(lock.fencing_token())
+}
+
+#[tokio::test]
+async fn attributed_call_inside_with_lock_shares_its_lock() {
+    let Setup { server, locks, .. } = setup().await;
+    let options = common::options(10_000, 0);
+    let (outer, inner) = common::within(locks.with_lock("order:5", &options, |guard| {
+        let locks = locks.clone();
+        async move { (guard.fencing_token(), patient_inner(&locks, 5).await) }
+    }))
+    .await
+    .unwrap();
+    assert_eq!(
+        inner.unwrap(),
+        outer,
+        "the nested call shared the outer lock"
+    );
+    assert_eq!(server.command(&["EXISTS", "lock:order:5"]).unwrap(), "0");
+}
+
+#[tokio::test]
+async fn with_lock_inside_an_attributed_call_shares_its_lock() {
+    let Setup { server, locks, .. } = setup().await;
+    let (entered, _entered_rx) = oneshot::channel();
+    let (release, release_rx) = oneshot::channel::<()>();
+    drop(release);
+    // `outer` holds `order:<id>` and calls `inner`; here the nesting goes the other way round:
+    // an attributed call whose body calls `with_lock` on the same key.
+    let tokens = common::within(outer_with_lock(&locks, 6, entered, release_rx))
+        .await
+        .unwrap();
+    assert_eq!(tokens.0, tokens.1, "with_lock shared the attribute's lock");
+    assert_eq!(server.command(&["EXISTS", "lock:order:6"]).unwrap(), "0");
+}
+
+#[distributed_lock(key = "order:<id>", ttl = "10s", client = locks, guard = lock)]
+async fn outer_with_lock(
+    locks: &LockManager,
+    id: u64,
+    entered: oneshot::Sender<()>,
+    release: oneshot::Receiver<()>,
+) -> Result<(u64, u64), LockError> {
+    let _ = entered.send(());
+    let _ = release.await;
+    let options = redlock::LockOptions::inherit().wait(std::time::Duration::from_secs(30));
+    let inner = locks
+        .with_lock(&format!("order:{id}"), &options, |guard| async move {
+            guard.fencing_token()
+        })
+        .await?;
+    Ok((lock.fencing_token(), inner))
+}
+
+#[tokio::test]
+async fn locked_call_under_a_plain_guard_of_the_same_task_fails_at_once() {
+    let Setup { server, locks, .. } = setup().await;
+    let guard = locks
+        .acquire_with("order:7", &common::options(10_000, 0))
+        .await
+        .unwrap();
+    // Its wait is 30 s: it fails at once instead of waiting for its own task.
+    let error = common::within(patient_inner(&locks, 7)).await.unwrap_err();
+    assert!(
+        matches!(&error, LockError::HeldByThisTask { key } if key == "order:7"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("this task"), "{error}");
+    let error =
+        common::within(locks.with_lock("order:7", &common::options(10_000, 30_000), |_| async {}))
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(error, LockError::HeldByThisTask { .. }),
+        "{error:?}"
+    );
+    // The guard is untouched and still releases its own lock.
+    assert_eq!(server.command(&["EXISTS", "lock:order:7"]).unwrap(), "1");
+    guard.release().await.unwrap();
+
+    // Held by a plain guard of another task: an ordinary busy lock, waited for.
+    let guard = locks
+        .acquire_with("order:7", &common::options(10_000, 0))
+        .await
+        .unwrap();
+    let call = tokio::spawn({
+        let locks = locks.clone();
+        async move { patient_inner(&locks, 7).await }
+    });
+    common::until(common::PATIENCE, "the other task to wait", || {
+        server
+            .command(&["PUBSUB", "NUMSUB", "lock:order:7"])
+            .unwrap()
+            .ends_with('1')
+    })
+    .await;
+    guard.release().await.unwrap();
+    common::within(call).await.unwrap().unwrap();
+}
+
+#[distributed_lock(key = "lease:<id>", ttl = "200ms", renew = false, client = locks, guard = lock)]
+async fn unrenewed_job(locks: &LockManager, id: u64) -> Result<&'static str, LockError> {
+    common::until(common::PATIENCE, "the lease to run out", || !lock.is_held()).await;
+    // Still running after the lease: the body is not stopped.
+    tokio::task::yield_now().await;
+    Ok("finished")
+}
+
+#[tokio::test]
+async fn without_renewal_the_body_runs_past_its_lease_and_the_lapse_is_logged() {
+    let Setup {
+        server: _server,
+        locks,
+        ..
+    } = setup().await;
+    let logs = common::Logs::capture();
+    let result = common::within(unrenewed_job(&locks, 3)).await;
+    assert_eq!(result.unwrap(), "finished");
+    common::until(common::PATIENCE, "the warning", || {
+        logs.contains("lease ran out while the body still runs")
+    })
+    .await;
+    assert!(logs.contains("lease:3"), "{}", logs.text());
+}

@@ -99,3 +99,24 @@ async fn acquisitions_releases_renewals_and_losses_are_counted_and_timed() {
         holds[0]
     );
 }
+
+#[tokio::test]
+async fn a_lease_that_runs_out_without_renewal_counts_as_lost() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let server = RedisServer::spawn().unwrap();
+    let locks = LockManager::new(&server.url()).unwrap();
+    let options = LockOptions::new(Duration::from_millis(100)).renew(false);
+    let outcome = locks
+        .with_lock("short", &options, |guard| async move {
+            while guard.is_held() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            "ran to the end"
+        })
+        .await;
+    assert_eq!(outcome.unwrap(), "ran to the end");
+    let entries = snapshotter.snapshot().into_vec();
+    assert_eq!(counter(&entries, "redlock_lost_total", None), 1);
+}

@@ -71,14 +71,17 @@ pub(crate) fn locked(function: ItemFn, lock: &Lock) -> TokenStream {
         }
     };
     let keys = lock.keys.iter().map(|key| build_key(&runtime, key));
+    // Only the options written: the manager resolves the others.
     let options = {
         let (options, duration) = (runtime.item("LockOptions"), runtime.item("Duration"));
-        let (ttl, wait, renew) = (lock.ttl_ms, lock.wait_ms, lock.renew);
-        quote! {
-            #options::new(#duration::from_millis(#ttl))
-                .wait(#duration::from_millis(#wait))
-                .renew(#renew)
-        }
+        let ttl = lock
+            .ttl_ms
+            .map(|ms| quote!(.ttl(#duration::from_millis(#ms))));
+        let wait = lock
+            .wait_ms
+            .map(|ms| quote!(.wait(#duration::from_millis(#ms))));
+        let renew = lock.renew.map(|renew| quote!(.renew(#renew)));
+        quote!(#options::inherit() #ttl #wait #renew)
     };
 
     let held = local("__redlock_held");

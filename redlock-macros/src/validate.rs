@@ -9,18 +9,16 @@ use crate::diag::{self, Errors};
 use crate::duration;
 use crate::key::{self, Segment, Template};
 
-/// Defaults, as documented.
-const DEFAULT_TTL_MS: u64 = 30_000;
-const DEFAULT_WAIT_MS: u64 = 0;
-
 /// A checked attribute: everything the expansion needs.
 pub(crate) struct Lock {
     pub(crate) keys: Vec<Key>,
     /// `keys = [...]` was used: `guard` binds the whole set.
     pub(crate) many: bool,
-    pub(crate) ttl_ms: u64,
-    pub(crate) wait_ms: u64,
-    pub(crate) renew: bool,
+    /// The options written in the attribute; the manager resolves those left out (the
+    /// expansion never writes a default of its own).
+    pub(crate) ttl_ms: Option<u64>,
+    pub(crate) wait_ms: Option<u64>,
+    pub(crate) renew: Option<bool>,
     pub(crate) on_busy: OnBusy,
     pub(crate) client: Option<Expr>,
     pub(crate) guard: Option<Ident>,
@@ -125,8 +123,8 @@ fn check_function(function: &ItemFn, args: Args, errors: &mut Errors) -> Option<
         }
     }
 
-    let ttl_ms = setting(&args.ttl, DEFAULT_TTL_MS, duration::ttl, errors);
-    let wait_ms = setting(&args.wait, DEFAULT_WAIT_MS, duration::wait, errors);
+    let ttl_ms = setting(&args.ttl, duration::ttl, errors);
+    let wait_ms = setting(&args.wait, duration::wait, errors);
     let on_busy = match &args.on_busy {
         None => Some(OnBusy::Error),
         Some(option) => on_busy(&option.value, errors),
@@ -148,7 +146,7 @@ fn check_function(function: &ItemFn, args: Args, errors: &mut Errors) -> Option<
         keys,
         ttl_ms: ttl_ms?,
         wait_ms: wait_ms?,
-        renew: args.renew.map(|option| option.value).unwrap_or(true),
+        renew: args.renew.map(|option| option.value),
         on_busy: on_busy?,
         client: args.client.map(|option| option.value),
         guard: args.guard.map(|option| option.value),
@@ -156,16 +154,17 @@ fn check_function(function: &ItemFn, args: Args, errors: &mut Errors) -> Option<
     })
 }
 
+/// A duration option: `Some(None)` when not written, `None` when it is invalid.
 fn setting(
     option: &Option<Opt<LitStr>>,
-    default: u64,
     parse: fn(&LitStr) -> syn::Result<u64>,
     errors: &mut Errors,
-) -> Option<u64> {
+) -> Option<Option<u64>> {
     let Some(option) = option else {
-        return Some(default);
+        return Some(None);
     };
     parse(&option.value)
+        .map(Some)
         .map_err(|error| errors.push(error))
         .ok()
 }

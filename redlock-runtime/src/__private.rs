@@ -6,9 +6,6 @@ use std::sync::Arc;
 pub use crate::{LockError, LockGuard, LockManager, LockOptions, LockSet};
 pub use core::time::Duration;
 
-use crate::guard::release_after;
-use crate::renew;
-
 /// Where a locked call takes its manager from.
 #[derive(Debug, Clone, Copy)]
 pub enum Client<'a> {
@@ -153,7 +150,7 @@ impl<T, E: From<LockError>> SkipResult for Result<Option<T>, E> {
 
 /// What the body of a locked call receives: the locks it holds.
 #[derive(Debug)]
-pub struct Held(Arc<LockSet>);
+pub struct Held(LockSet);
 
 impl Held {
     /// The (first) lock: what `guard = name` binds with `key = ...`.
@@ -170,47 +167,10 @@ impl Held {
     }
 }
 
-/// The locks taken by one enclosing locked call of the current task, and those of the calls
-/// around it.
-#[derive(Clone)]
-struct Scope {
-    manager: usize,
-    /// The locks this call took itself.
-    taken: Arc<LockSet>,
-    outer: Option<Arc<Scope>>,
-}
+pub use crate::run::Taken;
 
-impl Scope {
-    /// Where the guard of `key` is held through `manager`, by this call or an enclosing one.
-    fn find(&self, manager: usize, key: &str) -> Option<(Arc<LockSet>, usize)> {
-        let mut scope = Some(self);
-        while let Some(held) = scope {
-            if held.manager == manager {
-                if let Some(position) = held.taken.position(key) {
-                    return Some((held.taken.clone(), position));
-                }
-            }
-            scope = held.outer.as_deref();
-        }
-        None
-    }
-}
-
-tokio::task_local! {
-    /// Locks held by the current task's enclosing locked calls (reentrancy).
-    static HELD: Scope;
-}
-
-/// The locks a call took (or found held by the calls around it), ready for its body.
-pub struct Taken {
-    /// What the body sees.
-    set: Arc<LockSet>,
-    scope: Scope,
-    renew: bool,
-}
-
-/// Takes `keys` for a locked call: those the task does not hold yet, together, all or
-/// nothing, in sorted order. Needs the manager only until it returns.
+/// Takes `keys` for a locked call (see [`crate::run`]). Needs the manager only until it
+/// returns; the options are those written in the attribute, the manager resolves the rest.
 pub async fn enter<const N: usize>(
     client: Client<'_>,
     mut keys: [String; N],
@@ -220,72 +180,7 @@ pub async fn enter<const N: usize>(
         Client::Global => crate::global()?,
         Client::Given(manager) => manager,
     };
-    let id = Arc::as_ptr(&manager.inner) as usize;
-    // A single key, the common case, is taken right here: without sorting, and without the
-    // extra layer of `take`'s future, which measured about 1 % of a cycle in the benchmark.
-    let keys = match &mut keys[..] {
-        [] | [_] => &mut keys[..],
-        many => {
-            many.sort_unstable();
-            distinct(many)
-        }
-    };
-    let renew = options.renews();
-    let scope = match HELD.try_with(Clone::clone) {
-        // The outermost locked call of its task: the common case, kept small.
-        Err(_) => Scope {
-            manager: id,
-            taken: Arc::new(match keys {
-                [key] => LockSet::one(manager.acquire_owned(std::mem::take(key), &options).await?),
-                // Boxed: inline, its future would make every single-key call's future larger.
-                many => Box::pin(take(manager, many, &options)).await?,
-            }),
-            outer: None,
-        },
-        // Boxed: its future would make every outermost call's future larger.
-        Ok(outer) => return Box::pin(enter_nested(manager, id, keys, options, outer)).await,
-    };
-    Ok(Taken {
-        set: scope.taken.clone(),
-        scope,
-        renew,
-    })
-}
-
-/// [`enter`] inside another locked call: keys an enclosing call holds are not taken again.
-async fn enter_nested(
-    manager: &LockManager,
-    id: usize,
-    keys: &mut [String],
-    options: LockOptions,
-    outer: Scope,
-) -> Result<Taken, LockError> {
-    let mut missing: Vec<String> = keys
-        .iter()
-        .filter(|key| outer.find(id, key).is_none())
-        .cloned()
-        .collect();
-    let taken = Arc::new(take(manager, &mut missing, &options).await?);
-    let held = keys
-        .iter()
-        .map(|key| {
-            outer
-                .find(id, key)
-                .unwrap_or_else(|| match taken.position(key) {
-                    Some(position) => (taken.clone(), position),
-                    None => unreachable!("every missing key was acquired"),
-                })
-        })
-        .collect();
-    Ok(Taken {
-        set: Arc::new(LockSet::held(held)),
-        scope: Scope {
-            manager: id,
-            taken,
-            outer: Some(Arc::new(outer)),
-        },
-        renew: options.renews(),
-    })
+    crate::run::enter(manager, &mut keys, &options).await
 }
 
 /// Runs `body` under the locks `enter` took, with `on_busy = "error"`.
@@ -318,51 +213,15 @@ where
     })
 }
 
-/// Runs `body` under the locks `enter` took; a failure to take them, or a lock lost while the
-/// body runs, becomes the call's result through `failed`.
-async fn run<R, F, Fut>(
+/// Runs `body` under the locks `enter` took.
+fn run<R, F, Fut>(
     taken: Result<Taken, LockError>,
     body: F,
     failed: impl FnOnce(LockError) -> R,
-) -> R
+) -> impl Future<Output = R>
 where
     F: FnOnce(Held) -> Fut,
     Fut: Future<Output = R>,
 {
-    let Taken { set, scope, renew } = match taken {
-        Ok(taken) => taken,
-        Err(error) => return failed(error),
-    };
-    // Only the call that took a lock renews and releases it.
-    let taken = scope.taken.clone();
-    let body = HELD.scope(scope, body(Held(set)));
-    let outcome = renew::hold(taken.taken(), renew, body).await;
-    release_after(taken.taken()).await;
-    outcome.unwrap_or_else(failed)
-}
-
-/// Acquires `keys` (sorted, distinct) together: all or nothing. A single key's buffer becomes
-/// its Redis key.
-async fn take(
-    manager: &LockManager,
-    keys: &mut [String],
-    options: &LockOptions,
-) -> Result<LockSet, LockError> {
-    Ok(match keys {
-        [] => LockSet::default(),
-        [key] => LockSet::one(manager.acquire_owned(std::mem::take(key), options).await?),
-        many => LockSet::many(manager.acquire_many(many, options).await?),
-    })
-}
-
-/// The distinct keys of sorted `keys`, moved to its front.
-fn distinct(keys: &mut [String]) -> &mut [String] {
-    let mut len = 0;
-    for i in 0..keys.len() {
-        if len == 0 || keys[i] != keys[len - 1] {
-            keys.swap(len, i);
-            len += 1;
-        }
-    }
-    &mut keys[..len]
+    crate::run::run(taken, |set| body(Held(set)), failed)
 }

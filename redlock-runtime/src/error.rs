@@ -54,6 +54,18 @@ pub enum LockError {
         /// The Redis type found at the key.
         found: String,
     },
+    /// A locked call (`with_lock`, `with_locks`, the attribute) asked for a key that a plain
+    /// [`LockGuard`](crate::LockGuard) of the same task holds: it cannot share a guard it does
+    /// not see, and waiting would wait for itself, so it fails at once.
+    #[error(
+        "lock `{key}` is already held by a `LockGuard` of this task: a locked call nested under \
+         it would wait for itself; run the outer work with `with_lock` (nested locked calls \
+         share its lock) or release the guard first"
+    )]
+    HeldByThisTask {
+        /// The lock key.
+        key: String,
+    },
     /// The manager or the lock options are invalid (bad URL, zero ttl, ...).
     #[error("invalid lock configuration: {0}")]
     Config(String),
@@ -67,7 +79,8 @@ impl LockError {
             | Self::Lost { key }
             | Self::QuorumNotReached { key, .. }
             | Self::Redis { key, .. }
-            | Self::WrongType { key, .. } => Some(key),
+            | Self::WrongType { key, .. }
+            | Self::HeldByThisTask { key } => Some(key),
             Self::Config(_) => None,
         }
     }

@@ -62,6 +62,7 @@ mod node;
 mod options;
 pub mod quorum;
 pub mod renew;
+pub mod run;
 mod scripts;
 #[cfg(feature = "sentinel")]
 pub mod sentinel;
@@ -73,5 +74,5 @@ mod wait;
 pub use error::LockError;
 pub use guard::LockGuard;
 pub use manager::{global, install, LockManager, LockManagerBuilder, DEFAULT_PREFIX, DEFAULT_URL};
-pub use options::{LockOptions, MAX_TTL};
+pub use options::{LockOptions, DEFAULT_RENEW, DEFAULT_TTL, DEFAULT_WAIT, MAX_TTL};
 pub use set::LockSet;

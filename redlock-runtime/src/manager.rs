@@ -8,11 +8,12 @@ use tracing::Instrument;
 use crate::backend::Backend;
 use crate::error::LockError;
 use crate::fence;
-use crate::guard::{LockGuard, Token};
+use crate::guard::{LockGuard, Tag, Token};
 use crate::node::Node;
-use crate::options::LockOptions;
+use crate::options::{LockOptions, Settings};
 use crate::quorum::Quorum;
 use crate::scripts::{Attempt, Claim};
+use crate::set::LockSet;
 use crate::wait::{Backoff, Subscription};
 
 /// Default number of command connections per Redis server.
@@ -119,15 +120,23 @@ impl LockManagerBuilder {
         self
     }
 
-    /// Default lease for locks taken without options (default 30 s).
+    /// Lease of every lock whose call (or attribute) sets none (library default 30 s).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.config.defaults = self.config.defaults.clone().ttl(ttl);
         self
     }
 
-    /// Default time to wait for a busy lock (default 0: one attempt).
+    /// Time to wait for a busy lock, for every call (or attribute) that sets none (library
+    /// default 0: one attempt).
     pub fn wait(mut self, wait: Duration) -> Self {
         self.config.defaults = self.config.defaults.clone().wait(wait);
+        self
+    }
+
+    /// Whether locked bodies renew their leases, for every call (or attribute) that does not
+    /// say (library default `true`); see [`LockOptions::renew`].
+    pub fn renew(mut self, renew: bool) -> Self {
+        self.config.defaults = self.config.defaults.clone().renew(renew);
         self
     }
 
@@ -492,7 +501,7 @@ impl LockManager {
             tls: None,
             config: Config {
                 prefix: DEFAULT_PREFIX.to_owned(),
-                defaults: LockOptions::default(),
+                defaults: LockOptions::inherit(),
                 op_timeout: Duration::from_secs(2),
                 backoff_min: Duration::from_millis(2),
                 backoff_max: Duration::from_millis(200),
@@ -521,15 +530,16 @@ impl LockManager {
         &self.inner.config.prefix
     }
 
-    /// The options used by [`LockManager::acquire`].
+    /// The settings made on the builder (`ttl`, `wait`, `renew`); what they leave unset comes
+    /// from the library's defaults. A call's own options come first: see
+    /// [`LockOptions::resolve`].
     pub fn default_options(&self) -> &LockOptions {
         &self.inner.config.defaults
     }
 
-    /// Acquires `key` with the manager's default ttl and wait.
+    /// Acquires `key` with the manager's ttl and wait.
     pub async fn acquire(&self, key: &str) -> Result<LockGuard, LockError> {
-        let options = self.inner.config.defaults.clone();
-        self.acquire_with(key, &options).await
+        self.acquire_with(key, &LockOptions::inherit()).await
     }
 
     /// Acquires `key`, waiting up to `options.wait` for a busy lock.
@@ -543,32 +553,41 @@ impl LockManager {
         key: &str,
         options: &LockOptions,
     ) -> Result<LockGuard, LockError> {
-        self.acquire_key(self.inner.redis_key(key), options).await
+        let settings = self.settings(options)?;
+        self.acquire_key(self.inner.redis_key(key), &settings, None)
+            .await
     }
 
-    /// [`Self::acquire_with`] for a key the caller no longer needs: its buffer becomes the
-    /// Redis key (prefix inserted in place).
-    pub(crate) async fn acquire_owned(
+    /// `options` resolved against this manager's settings, checked.
+    pub(crate) fn settings(&self, options: &LockOptions) -> Result<Settings, LockError> {
+        options.checked(&self.inner.config.defaults)
+    }
+
+    /// Acquires `key` for a locked call (`with_lock`, the attribute): its buffer becomes the
+    /// Redis key (prefix inserted in place), and a key held by a plain guard of the same task
+    /// is an error at once ([`LockError::HeldByThisTask`]).
+    pub(crate) async fn acquire_for_call(
         &self,
         mut key: String,
-        options: &LockOptions,
+        settings: &Settings,
     ) -> Result<LockGuard, LockError> {
         key.insert_str(0, &self.inner.config.prefix);
-        self.acquire_key(key, options).await
+        self.acquire_key(key, settings, Some(crate::guard::task_tag()))
+            .await
     }
 
-    /// Acquires `redis_key` (the prefix, then the key).
+    /// Acquires `redis_key` (the prefix, then the key); `caller` is set for locked calls.
     async fn acquire_key(
         &self,
         redis_key: String,
-        options: &LockOptions,
+        settings: &Settings,
+        caller: Option<Tag>,
     ) -> Result<LockGuard, LockError> {
-        options.validate()?;
         let key = &redis_key[self.inner.config.prefix.len()..];
         let asked = crate::metrics::Asked::now();
-        let span = tracing::debug_span!("redlock.acquire", key, ttl_ms = options.ttl_ms());
+        let span = tracing::debug_span!("redlock.acquire", key, ttl_ms = settings.ttl_ms());
         let result = self
-            .acquire_inner(redis_key, options)
+            .acquire_inner(redis_key, settings, caller)
             .instrument(span)
             .await;
         asked.ended(&result);
@@ -578,14 +597,19 @@ impl LockManager {
     async fn acquire_inner(
         &self,
         redis_key: String,
-        options: &LockOptions,
+        options: &Settings,
+        caller: Option<Tag>,
     ) -> Result<LockGuard, LockError> {
         let inner = &self.inner;
         let key_at = inner.config.prefix.len();
         let key = &redis_key[key_at..];
         let start = Instant::now();
-        let deadline = start + options.wait_duration();
-        let token = Token::new();
+        let deadline = start + options.wait;
+        let token = match caller {
+            Some(_) => Token::locked_call(),
+            None => Token::plain(),
+        };
+        let caller = caller.as_ref().map(Tag::as_str);
         let ttl_ms = options.ttl_ms();
         let mut backoff = Backoff::new(inner.config.backoff_min, inner.config.backoff_max);
         let mut subscription: Option<Subscription> = None;
@@ -596,7 +620,7 @@ impl LockManager {
         // task that just released it) queues behind them, and each local release hands the
         // lock to the longest waiter, so waiting is first come, first served.
         if let Some(notices) = inner.backend.local_notices() {
-            if notices.has_waiters(&redis_key) && !options.wait_duration().is_zero() {
+            if notices.has_waiters(&redis_key) && !options.wait.is_zero() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if let Ok(Ok(mut sub)) =
                     tokio::time::timeout(left, notices.subscribe(&redis_key)).await
@@ -620,12 +644,13 @@ impl LockManager {
                 fence_key: &inner.config.fence_key,
                 token: token.as_str(),
                 ttl_ms,
+                caller,
                 likely_free: !seen_busy,
             };
             let outcome = inner.backend.attempt(claim).await;
-            seen_busy = matches!(outcome, Ok(Attempt::Busy(_)));
+            seen_busy = matches!(outcome, Ok(Attempt::Busy(_) | Attempt::HeldByThisTask));
             let (holder_left, failure) = match outcome {
-                Ok(Attempt::Acquired(_)) if !answered_in_time(sent, options.ttl_duration()) => {
+                Ok(Attempt::Acquired(_)) if !answered_in_time(sent, options.ttl) => {
                     // The lease may have run out before the answer came: this token's place
                     // in the fencing order is not assured, so it is given back, not handed out.
                     tracing::debug!("acquired after the lease could have run out; retrying");
@@ -647,7 +672,7 @@ impl LockManager {
                         key_len,
                         token,
                         fence,
-                        options.ttl_duration(),
+                        options.ttl,
                         sent,
                     ));
                 }
@@ -655,6 +680,11 @@ impl LockManager {
                     return Err(LockError::WrongType {
                         key: key.to_owned(),
                         found,
+                    });
+                }
+                Ok(Attempt::HeldByThisTask) => {
+                    return Err(LockError::HeldByThisTask {
+                        key: key.to_owned(),
                     });
                 }
                 Ok(Attempt::Busy(pttl)) => (pttl.map(Duration::from_millis), None),
@@ -733,19 +763,33 @@ impl LockManager {
         keys: &[K],
         options: &LockOptions,
     ) -> Result<Vec<LockGuard>, LockError> {
-        options.validate()?;
+        let settings = self.settings(options)?;
         let mut keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
         keys.sort_unstable();
         keys.dedup();
-        let deadline = Instant::now() + options.wait_duration();
+        self.acquire_sorted(&keys, &settings, None).await
+    }
+
+    /// Acquires sorted, distinct `keys` one by one within one wait; `caller` is set for locked
+    /// calls.
+    pub(crate) async fn acquire_sorted(
+        &self,
+        keys: &[impl AsRef<str>],
+        settings: &Settings,
+        caller: Option<Tag>,
+    ) -> Result<Vec<LockGuard>, LockError> {
+        let deadline = Instant::now() + settings.wait;
         let mut guards = Vec::with_capacity(keys.len());
         for key in keys {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.acquire_with(key, &options.clone().wait(left)).await {
+            let left = Settings {
+                wait: deadline.saturating_duration_since(Instant::now()),
+                ..*settings
+            };
+            let redis_key = self.inner.redis_key(key.as_ref());
+            match self.acquire_key(redis_key, &left, caller).await {
                 Ok(guard) => guards.push(guard),
                 Err(e) => {
-                    let taken: Vec<&LockGuard> = guards.iter().collect();
-                    crate::guard::release_after(&taken).await;
+                    crate::guard::release_after(&guards).await;
                     return Err(e);
                 }
             }
@@ -759,6 +803,11 @@ impl LockManager {
     /// found lost while `body` runs, `body` is dropped and the call returns [`LockError::Lost`].
     /// A failed release after a finished body is logged, not returned: the body's result stands
     /// and the lease expires by itself.
+    ///
+    /// This is the same locked call as the attribute's (see [`crate::run`]): nested inside
+    /// another locked call of the same task that holds `key` (`with_lock`, `with_locks` or an
+    /// attributed function), it shares that lock instead of waiting for it; a key held by a
+    /// plain [`LockGuard`] of the same task fails at once with [`LockError::HeldByThisTask`].
     pub async fn with_lock<F, Fut, T>(
         &self,
         key: &str,
@@ -769,15 +818,37 @@ impl LockManager {
         F: FnOnce(Arc<LockGuard>) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        let guard = Arc::new(self.acquire_with(key, options).await?);
-        let outcome = crate::renew::hold(
-            std::slice::from_ref(&guard),
-            options.renews(),
-            body(guard.clone()),
+        let mut keys = [key.to_owned()];
+        let taken = crate::run::enter(self, &mut keys, options).await;
+        crate::run::run(
+            taken,
+            |set| {
+                let guard = set.shared()[0].clone();
+                async move { Ok(body(guard).await) }
+            },
+            Err,
         )
-        .await;
-        crate::guard::release_after(std::slice::from_ref(&guard)).await;
-        outcome
+        .await
+    }
+
+    /// Acquires `keys` together (deduplicated, in sorted order, all or nothing, as
+    /// [`Self::acquire_many`]), runs `body` while renewing every lease, then releases: the
+    /// several-key form of [`Self::with_lock`], with the same sharing of keys held by enclosing
+    /// locked calls of the task.
+    pub async fn with_locks<K, F, Fut, T>(
+        &self,
+        keys: &[K],
+        options: &LockOptions,
+        body: F,
+    ) -> Result<T, LockError>
+    where
+        K: AsRef<str>,
+        F: FnOnce(LockSet) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let mut keys: Vec<String> = keys.iter().map(|key| key.as_ref().to_owned()).collect();
+        let taken = crate::run::enter(self, &mut keys, options).await;
+        crate::run::run(taken, |set| async move { Ok(body(set).await) }, Err).await
     }
 }
 

@@ -183,11 +183,14 @@ pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
             return Ok(Attempt::Acquired(fence));
         }
     }
-    let mut eval = Eval::new(&scripts::ACQUIRE, 2, 4, claim.redis_key.len() + 96);
+    let mut eval = Eval::new(&scripts::ACQUIRE, 2, 5, claim.redis_key.len() + 128);
     eval.arg(claim.redis_key)
         .arg(claim.fence_key)
         .arg(claim.token)
         .arg(claim.ttl_ms);
+    if let Some(caller) = claim.caller {
+        eval.arg(caller);
+    }
     eval_on(conn, bound, claim.key, &eval).await
 }
 

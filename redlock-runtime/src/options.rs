@@ -1,4 +1,11 @@
-//! Per-lock options: lease, wait, renewal.
+//! Per-lock options (lease, wait, renewal) and where a setting left out comes from.
+//!
+//! Every setting is resolved in one place, [`LockOptions::resolve`], in this order: the call's
+//! own options (the attribute's, or those passed to `acquire_with` / `with_lock`), then the
+//! manager's (its builder's [`ttl`](crate::LockManagerBuilder::ttl),
+//! [`wait`](crate::LockManagerBuilder::wait) and [`renew`](crate::LockManagerBuilder::renew)),
+//! then the library's: [`DEFAULT_TTL`], [`DEFAULT_WAIT`], [`DEFAULT_RENEW`]. The attribute
+//! passes only the options written in it.
 
 use std::time::Duration;
 
@@ -11,111 +18,183 @@ pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The longest wait accepted: deadlines are computed as `now + wait`, which must not overflow.
 const MAX_WAIT: Duration = MAX_TTL;
 
-/// How one lock is taken and held.
+/// The library's lease when neither the call nor the manager sets one: 30 s.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+/// The library's wait when neither the call nor the manager sets one: none (one attempt).
+pub const DEFAULT_WAIT: Duration = Duration::ZERO;
+
+/// The library's renewal setting when neither the call nor the manager sets one: on.
+pub const DEFAULT_RENEW: bool = true;
+
+/// How one lock is taken and held; a setting left unset comes from the manager, then from the
+/// library's defaults (see [`LockOptions::resolve`]).
 ///
 /// ```
 /// use std::time::Duration;
 /// use redlock_runtime::LockOptions;
 ///
 /// let options = LockOptions::new(Duration::from_secs(3)).wait(Duration::from_secs(4));
-/// assert_eq!(options.ttl_duration(), Duration::from_secs(3));
-/// assert!(options.renews());
+/// assert_eq!(options.ttl_duration(), Some(Duration::from_secs(3)));
+/// assert_eq!(options.renews(), None); // the manager's setting, else on
+///
+/// let manager = LockOptions::inherit().renew(false);
+/// let resolved = options.resolve(&manager);
+/// assert_eq!(resolved.renews(), Some(false));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use]
 pub struct LockOptions {
-    ttl: Duration,
-    wait: Duration,
-    renew: bool,
+    ttl: Option<Duration>,
+    wait: Option<Duration>,
+    renew: Option<bool>,
 }
 
-impl Default for LockOptions {
-    /// A 30 s lease, no waiting, renewal on.
-    fn default() -> Self {
-        Self::new(Duration::from_secs(30))
+/// Options with every setting resolved: what an acquisition runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(crate) ttl: Duration,
+    pub(crate) wait: Duration,
+    pub(crate) renew: bool,
+}
+
+impl Settings {
+    pub(crate) fn ttl_ms(&self) -> u64 {
+        self.ttl.as_millis() as u64
     }
 }
 
 impl LockOptions {
-    /// A lease of `ttl`, one attempt (no waiting), renewal on.
-    pub const fn new(ttl: Duration) -> Self {
+    /// Nothing set: every setting comes from the manager, then from the library's defaults.
+    pub const fn inherit() -> Self {
         Self {
-            ttl,
-            wait: Duration::ZERO,
-            renew: true,
+            ttl: None,
+            wait: None,
+            renew: None,
         }
+    }
+
+    /// A lease of `ttl`; wait and renewal come from the manager (by default: one attempt,
+    /// renewal on).
+    pub const fn new(ttl: Duration) -> Self {
+        Self::inherit().ttl(ttl)
     }
 
     /// The lease: how long Redis keeps the lock if the holder vanishes.
     pub const fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.ttl = Some(ttl);
         self
     }
 
     /// How long to wait for a busy lock; zero means one attempt. At most a year (as
     /// [`MAX_TTL`]): a longer wait is a configuration error rather than an overflow.
     pub const fn wait(mut self, wait: Duration) -> Self {
-        self.wait = wait;
+        self.wait = Some(wait);
         self
     }
 
-    /// Whether a body run under the lock renews its lease every ttl/3.
+    /// Whether a body run under the lock (`with_lock`, the attribute) renews its lease every
+    /// ttl/3 and is stopped with [`LockError::Lost`] when the lock is lost.
+    ///
+    /// With `false` the body runs to its end whatever happens to the lease: the call returns
+    /// the body's result (`Ok` included) even if the lease ran out meanwhile. That moment is
+    /// not hidden: a `warn` event "lease ran out while the body still runs" is logged with the
+    /// key, `redlock_lost_total` is counted (feature `metrics`), and the guard's
+    /// [`remaining`](crate::LockGuard::remaining) reads zero from then on; the release at the
+    /// end then finds the lock gone (or someone else's) and logs that too. Check
+    /// `guard.is_held()` or use fencing tokens where it matters.
     pub const fn renew(mut self, renew: bool) -> Self {
-        self.renew = renew;
+        self.renew = Some(renew);
         self
     }
 
-    /// The lease.
-    pub const fn ttl_duration(&self) -> Duration {
+    /// The lease, if set here.
+    pub const fn ttl_duration(&self) -> Option<Duration> {
         self.ttl
     }
 
-    /// The wait.
-    pub const fn wait_duration(&self) -> Duration {
+    /// The wait, if set here.
+    pub const fn wait_duration(&self) -> Option<Duration> {
         self.wait
     }
 
-    /// Whether renewal is on.
-    pub const fn renews(&self) -> bool {
+    /// Whether renewal is on, if set here.
+    pub const fn renews(&self) -> Option<bool> {
         self.renew
     }
 
-    pub(crate) fn ttl_ms(&self) -> u64 {
-        self.ttl.as_millis() as u64
+    /// These options with every unset setting taken from `fallback` (usually the manager's
+    /// [`default_options`](crate::LockManager::default_options)), then from the library's
+    /// defaults: every setting of the result is set.
+    pub fn resolve(&self, fallback: &LockOptions) -> LockOptions {
+        let settings = self.settings(fallback);
+        Self {
+            ttl: Some(settings.ttl),
+            wait: Some(settings.wait),
+            renew: Some(settings.renew),
+        }
     }
 
-    /// Rejects leases Redis cannot hold (under 1 ms, not whole milliseconds, or above
-    /// [`MAX_TTL`]) and waits too long to compute a deadline for (above a year, as
-    /// `Duration::MAX`).
+    /// The one place where settings are resolved: these options, then `fallback`, then the
+    /// library's defaults.
+    pub(crate) fn settings(&self, fallback: &LockOptions) -> Settings {
+        Settings {
+            ttl: self.ttl.or(fallback.ttl).unwrap_or(DEFAULT_TTL),
+            wait: self.wait.or(fallback.wait).unwrap_or(DEFAULT_WAIT),
+            renew: self.renew.or(fallback.renew).unwrap_or(DEFAULT_RENEW),
+        }
+    }
+
+    /// [`Self::settings`], checked.
+    pub(crate) fn checked(&self, fallback: &LockOptions) -> Result<Settings, LockError> {
+        let settings = self.settings(fallback);
+        check_ttl(settings.ttl)?;
+        check_wait(settings.wait)?;
+        Ok(settings)
+    }
+
+    /// Rejects the settings made here that no lock could use: leases Redis cannot hold (under
+    /// 1 ms, not whole milliseconds, or above [`MAX_TTL`]) and waits too long to compute a
+    /// deadline for (above a year, as `Duration::MAX`).
     pub fn validate(&self) -> Result<(), LockError> {
-        if self.ttl < Duration::from_millis(1) {
-            return Err(LockError::Config(format!(
-                "ttl must be at least 1ms, got {:?}",
-                self.ttl
-            )));
+        if let Some(ttl) = self.ttl {
+            check_ttl(ttl)?;
         }
-        if self.ttl.subsec_nanos() % 1_000_000 != 0 {
-            return Err(LockError::Config(format!(
-                "ttl must be whole milliseconds, got {:?}",
-                self.ttl
-            )));
-        }
-        if self.ttl > MAX_TTL {
-            return Err(LockError::Config(format!(
-                "ttl must be at most {} days, got {:?}",
-                MAX_TTL.as_secs() / 86_400,
-                self.ttl
-            )));
-        }
-        if self.wait > MAX_WAIT {
-            return Err(LockError::Config(format!(
-                "wait must be at most {} days, got {:?}",
-                MAX_WAIT.as_secs() / 86_400,
-                self.wait
-            )));
+        if let Some(wait) = self.wait {
+            check_wait(wait)?;
         }
         Ok(())
     }
+}
+
+fn check_ttl(ttl: Duration) -> Result<(), LockError> {
+    if ttl < Duration::from_millis(1) {
+        return Err(LockError::Config(format!(
+            "ttl must be at least 1ms, got {ttl:?}"
+        )));
+    }
+    if ttl.subsec_nanos() % 1_000_000 != 0 {
+        return Err(LockError::Config(format!(
+            "ttl must be whole milliseconds, got {ttl:?}"
+        )));
+    }
+    if ttl > MAX_TTL {
+        return Err(LockError::Config(format!(
+            "ttl must be at most {} days, got {ttl:?}",
+            MAX_TTL.as_secs() / 86_400,
+        )));
+    }
+    Ok(())
+}
+
+fn check_wait(wait: Duration) -> Result<(), LockError> {
+    if wait > MAX_WAIT {
+        return Err(LockError::Config(format!(
+            "wait must be at most {} days, got {wait:?}",
+            MAX_WAIT.as_secs() / 86_400,
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -146,5 +225,41 @@ mod tests {
             "{err}"
         );
         assert!(options.wait(MAX_WAIT).validate().is_ok());
+    }
+
+    #[test]
+    fn a_setting_comes_from_the_call_then_the_manager_then_the_library() {
+        let manager = LockOptions::inherit()
+            .ttl(Duration::from_secs(5))
+            .wait(Duration::from_secs(2));
+        let call = LockOptions::inherit().wait(Duration::from_millis(100));
+        assert_eq!(
+            call.settings(&manager),
+            Settings {
+                ttl: Duration::from_secs(5),
+                wait: Duration::from_millis(100),
+                renew: DEFAULT_RENEW,
+            }
+        );
+        assert_eq!(
+            LockOptions::inherit().settings(&LockOptions::inherit()),
+            Settings {
+                ttl: DEFAULT_TTL,
+                wait: DEFAULT_WAIT,
+                renew: DEFAULT_RENEW,
+            }
+        );
+        let resolved = call.resolve(&manager);
+        assert_eq!(resolved.ttl_duration(), Some(Duration::from_secs(5)));
+        assert_eq!(resolved.renews(), Some(true));
+    }
+
+    #[test]
+    fn resolved_settings_are_checked() {
+        let manager = LockOptions::inherit().ttl(Duration::from_micros(1500));
+        assert!(LockOptions::inherit().checked(&manager).is_err());
+        assert!(LockOptions::new(Duration::from_secs(1))
+            .checked(&manager)
+            .is_ok());
     }
 }

@@ -76,6 +76,8 @@ struct Tally {
     busy: usize,
     busy_left: Option<u64>,
     wrong_type: Option<String>,
+    /// A master found the key held by a plain guard of the calling task.
+    held_by_this_task: bool,
     failed: usize,
 }
 
@@ -200,6 +202,9 @@ impl Quorum {
         if let Some(found) = tally.wrong_type {
             return Ok(Attempt::WrongType(found));
         }
+        if tally.held_by_this_task {
+            return Ok(Attempt::HeldByThisTask);
+        }
         if tally.busy > 0 && tally.acquired.len() + tally.busy >= needed {
             return Ok(Attempt::Busy(tally.busy_left));
         }
@@ -311,6 +316,7 @@ impl Tally {
             busy: 0,
             busy_left: None,
             wrong_type: None,
+            held_by_this_task: false,
             failed: 0,
         };
         for (index, reply) in replies.into_iter().enumerate() {
@@ -324,6 +330,10 @@ impl Tally {
                     };
                 }
                 Ok(Attempt::WrongType(found)) => tally.wrong_type = Some(found),
+                Ok(Attempt::HeldByThisTask) => {
+                    tally.busy += 1;
+                    tally.held_by_this_task = true;
+                }
                 Err(error) => {
                     tracing::debug!(%error, "redlock master did not answer the attempt");
                     tally.failed += 1;

@@ -27,8 +27,11 @@ pub async fn hold<F: Future>(
     renew: bool,
     body: F,
 ) -> Result<F::Output, LockError> {
-    if !renew || guards.is_empty() {
+    if guards.is_empty() {
         return Ok(body.await);
+    }
+    if !renew {
+        return Ok(unrenewed(guards, body).await);
     }
     let mut body = std::pin::pin!(body);
     let mut renewal = std::pin::pin!(keep_alive(guards));
@@ -64,6 +67,37 @@ pub async fn hold<F: Future>(
                 return Poll::Ready(Err(lost));
             }
         }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Runs `body` to its end without renewal; a lease that runs out meanwhile is made visible (a
+/// warning, the lost-lock metric, the guard no longer held) but does not stop the body: the
+/// caller asked for no renewal.
+async fn unrenewed<F: Future>(guards: &[impl Borrow<LockGuard>], body: F) -> F::Output {
+    let mut body = std::pin::pin!(body);
+    let mut watch = std::pin::pin!(async {
+        for guard in guards.iter().map(Borrow::borrow) {
+            tokio::time::sleep_until(guard.lease_end().into()).await;
+            guard.mark_expired();
+        }
+        std::future::pending::<()>().await
+    });
+    // As with renewal, the timer is set only once the body waits: a body that finishes in its
+    // first poll never sets one.
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = body.as_mut().poll(cx) {
+            // A lease that ran out by the time the body ended counts too, timer or not.
+            let now = Instant::now();
+            for guard in guards.iter().map(Borrow::borrow) {
+                if guard.lease_end() <= now {
+                    guard.mark_expired();
+                }
+            }
+            return Poll::Ready(output);
+        }
+        let _ = watch.as_mut().poll(cx);
         Poll::Pending
     })
     .await

@@ -88,6 +88,9 @@ pub(crate) struct Claim<'a> {
     pub(crate) token: &'a str,
     /// The lease in milliseconds.
     pub(crate) ttl_ms: u64,
+    /// For a locked call: the tag that ends the tokens of this task's plain guards, so that a
+    /// key held by one of them is reported ([`Attempt::HeldByThisTask`]) instead of waited for.
+    pub(crate) caller: Option<&'a str>,
     /// Whether the lock is expected to be free (no holder seen yet): then the attempt is a bare
     /// `SET NX PX` pipelined with the counter's `INCR`, and the script runs only if that fails.
     pub(crate) likely_free: bool,
@@ -111,6 +114,8 @@ pub(crate) enum Attempt {
     Acquired(u64),
     /// Held by someone else for about this many more milliseconds (`None`: no expiry set).
     Busy(Option<u64>),
+    /// Held by a plain guard of the calling task (see [`Claim::caller`]).
+    HeldByThisTask,
     /// The key holds another Redis type.
     WrongType(String),
 }
@@ -125,6 +130,7 @@ impl redis::FromRedisValue for Attempt {
                 Ok(Self::Busy(u64::try_from(pttl).ok()))
             }
             2 => Ok(Self::WrongType(redis::from_redis_value(value)?)),
+            3 => Ok(Self::HeldByThisTask),
             other => Err(format!("unexpected acquire reply tag {other}").into()),
         }
     }

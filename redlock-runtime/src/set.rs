@@ -4,20 +4,20 @@ use std::sync::Arc;
 
 use crate::guard::LockGuard;
 
-/// The locks of one multi-key acquisition (`keys = [...]`), in canonical (sorted) key order.
-#[derive(Debug, Default)]
+/// The locks of one locked call (`keys = [...]`, [`LockManager::with_locks`]), in canonical
+/// (sorted) key order. A nested locked call's set holds the guards of the calls around it for
+/// the keys they already held, and its own for the rest.
+///
+/// [`LockManager::with_locks`]: crate::LockManager::with_locks
+#[derive(Debug, Default, Clone)]
 pub struct LockSet {
     guards: Guards,
 }
 
-/// The guards themselves when the call took them all; else where each one is held.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Guards {
-    One(LockGuard),
-    Many(Vec<LockGuard>),
-    /// A nested locked call's view: guards held by the calls around it, or by its own set
-    /// of fresh locks.
-    Held(Vec<(Arc<LockSet>, usize)>),
+    One(Arc<LockGuard>),
+    Many(Vec<Arc<LockGuard>>),
 }
 
 impl Default for Guards {
@@ -27,58 +27,39 @@ impl Default for Guards {
 }
 
 impl LockSet {
-    pub(crate) fn one(guard: LockGuard) -> Self {
+    pub(crate) fn one(guard: Arc<LockGuard>) -> Self {
         Self {
             guards: Guards::One(guard),
         }
     }
 
-    pub(crate) fn many(guards: Vec<LockGuard>) -> Self {
+    pub(crate) fn many(guards: Vec<Arc<LockGuard>>) -> Self {
         Self {
             guards: Guards::Many(guards),
         }
     }
 
-    /// A view of guards held by other sets: (set, position) pairs, each set one that took
-    /// its locks itself.
-    pub(crate) fn held(guards: Vec<(Arc<LockSet>, usize)>) -> Self {
-        Self {
-            guards: Guards::Held(guards),
-        }
-    }
-
-    /// The guards this set took itself (none for a view).
-    pub(crate) fn taken(&self) -> &[LockGuard] {
+    /// The guards, as shared.
+    pub(crate) fn shared(&self) -> &[Arc<LockGuard>] {
         match &self.guards {
             Guards::One(guard) => std::slice::from_ref(guard),
             Guards::Many(guards) => guards,
-            Guards::Held(_) => &[],
         }
     }
 
-    /// The position of `key` (without prefix) among the guards this set took itself.
-    pub(crate) fn position(&self, key: &str) -> Option<usize> {
-        self.taken().iter().position(|guard| guard.key() == key)
-    }
-
-    fn at(&self, index: usize) -> &LockGuard {
-        match &self.guards {
-            Guards::Held(held) => {
-                let (set, position) = &held[index];
-                &set.taken()[*position]
-            }
-            _ => &self.taken()[index],
-        }
+    /// The guard of `key` (without prefix), shared, if it is part of this set.
+    pub(crate) fn find(&self, key: &str) -> Option<&Arc<LockGuard>> {
+        self.shared().iter().find(|guard| guard.key() == key)
     }
 
     /// The guard of `key` (without prefix), if it is part of this set.
     pub fn get(&self, key: &str) -> Option<&LockGuard> {
-        self.iter().find(|guard| guard.key() == key)
+        self.find(key).map(|guard| &**guard)
     }
 
     /// The guards, in sorted key order.
     pub fn iter(&self) -> impl Iterator<Item = &LockGuard> {
-        (0..self.len()).map(|index| self.at(index))
+        self.shared().iter().map(|guard| &**guard)
     }
 
     /// The keys, in sorted order.
@@ -88,10 +69,7 @@ impl LockSet {
 
     /// How many locks are held.
     pub fn len(&self) -> usize {
-        match &self.guards {
-            Guards::Held(held) => held.len(),
-            _ => self.taken().len(),
-        }
+        self.shared().len()
     }
 
     /// Whether the set holds no lock.
