@@ -111,7 +111,10 @@ impl ClusterNode {
 
     /// A description for `Debug` output.
     pub(crate) fn describe(&self) -> String {
-        format!("cluster[{}]", self.settings.urls.join(", "))
+        format!(
+            "cluster[{}]",
+            crate::redact::urls(&self.settings.urls).join(", ")
+        )
     }
 
     /// Subscribes to the release notices of `channel` (sharded pub/sub).

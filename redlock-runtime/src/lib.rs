@@ -50,6 +50,7 @@
 #[doc(hidden)]
 pub mod __private;
 mod backend;
+mod builder;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 mod error;
@@ -61,6 +62,7 @@ pub mod metrics;
 mod node;
 mod options;
 pub mod quorum;
+mod redact;
 pub mod renew;
 pub mod run;
 mod scripts;
@@ -71,8 +73,9 @@ mod set;
 pub mod testing;
 mod wait;
 
+pub use builder::LockManagerBuilder;
 pub use error::LockError;
 pub use guard::LockGuard;
-pub use manager::{global, install, LockManager, LockManagerBuilder, DEFAULT_PREFIX, DEFAULT_URL};
+pub use manager::{global, install, LockManager, DEFAULT_PREFIX, DEFAULT_URL};
 pub use options::{LockOptions, DEFAULT_RENEW, DEFAULT_TTL, DEFAULT_WAIT, MAX_TTL};
 pub use set::LockSet;

@@ -61,7 +61,10 @@ impl SentinelNode {
         )?;
         Ok(Self {
             sentinels: tokio::sync::Mutex::new(client),
-            describe: format!("sentinel[{}] master `{service}`", sentinel_urls.join(", ")),
+            describe: format!(
+                "sentinel[{}] master `{service}`",
+                crate::redact::urls(sentinel_urls).join(", ")
+            ),
             master: Mutex::new(None),
             op_timeout,
             notifications,

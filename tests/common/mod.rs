@@ -87,13 +87,22 @@ pub struct Logs {
 impl Logs {
     /// Captures events at `debug` level and above.
     pub fn capture() -> Self {
+        Self::capture_at(tracing::Level::DEBUG)
+    }
+
+    /// Captures every event, `trace` included, with span fields.
+    pub fn capture_all() -> Self {
+        Self::capture_at(tracing::Level::TRACE)
+    }
+
+    fn capture_at(level: tracing::Level) -> Self {
         let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let writer = {
             let text = text.clone();
             move || Writer(text.clone())
         };
         let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
+            .with_max_level(level)
             .with_ansi(false)
             .with_writer(writer)
             .finish();
