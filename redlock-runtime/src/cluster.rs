@@ -130,11 +130,17 @@ impl ClusterNode {
         let limit = self.settings.op_timeout;
         self.conn
             .get_or_try_init(|| async {
-                let mut conn =
-                    match tokio::time::timeout(limit, self.client.get_async_connection()).await {
-                        Ok(conn) => conn.map_err(|e| LockError::redis(key, e))?,
-                        Err(_) => return Err(LockError::no_answer(key, limit)),
-                    };
+                // On the library's runtime, which drives the connection's tasks for every
+                // runtime of the process.
+                let client = self.client.clone();
+                let connect =
+                    crate::background::run(async move { client.get_async_connection().await });
+                let mut conn = match tokio::time::timeout(limit, connect).await {
+                    Ok(conn) => conn
+                        .and_then(|conn| conn)
+                        .map_err(|e| LockError::redis(key, e))?,
+                    Err(_) => return Err(LockError::no_answer(key, limit)),
+                };
                 crate::scripts::load_all(&mut conn, key, limit).await?;
                 Ok(conn)
             })

@@ -208,9 +208,14 @@ impl LockGuard {
     async fn extend_once(&self) -> Result<(), LockError> {
         let sent = Instant::now();
         let ttl_ms = self.ttl.as_millis() as u64;
-        let renewed = once_more(|| self.manager.backend.extend(self.holding(), ttl_ms))
-            .await
-            .or_else(not_ours)?;
+        let limit = self.manager.config.op_timeout;
+        let renewed = crate::deadline::within(
+            limit,
+            self.key(),
+            once_more(|| self.manager.backend.extend(self.holding(), ttl_ms)),
+        )
+        .await
+        .or_else(not_ours)?;
         if renewed {
             // Of two renewals confirmed concurrently, the one sent later counts.
             let end = lease_end(sent, self.ttl) - self.taken;
@@ -334,9 +339,11 @@ async fn release(manager: &Inner, lock: Holding<'_>, taken: Instant) -> Result<(
 }
 
 async fn release_once(manager: &Inner, lock: Holding<'_>) -> Result<(), LockError> {
-    let released = once_more(|| manager.backend.release(lock))
-        .await
-        .or_else(not_ours)?;
+    let limit = manager.config.op_timeout;
+    let released =
+        crate::deadline::within(limit, lock.key, once_more(|| manager.backend.release(lock)))
+            .await
+            .or_else(not_ours)?;
     if released {
         if let Some(notices) = manager.backend.local_notices() {
             notices.released_locally(lock.redis_key);

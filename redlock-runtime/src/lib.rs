@@ -50,9 +50,11 @@
 #[doc(hidden)]
 pub mod __private;
 mod backend;
+mod background;
 mod builder;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+mod deadline;
 mod error;
 pub mod fence;
 mod guard;

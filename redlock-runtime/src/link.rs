@@ -11,6 +11,11 @@
 //! answered, so a server that went silent has its connection replaced even when every caller
 //! stops waiting early. An idle link's watchdog sleeps until the next request.
 //!
+//! A link keeps one connection per tokio runtime that uses it, each driven by that runtime (its
+//! task and its watchdog spawned there): a request takes the connection of the runtime it runs
+//! on, so a runtime that goes idle, or is dropped, never holds up the requests of another. A
+//! connection whose runtime ended is dropped when it is next looked at.
+//!
 //! Over TLS the client library sets up the connection and keeps its task, which the watchdog
 //! could not close: there each request has the library's response timeout instead.
 
@@ -18,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwap;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, RedisError, RedisResult};
 use tokio::sync::Notify;
@@ -33,11 +38,10 @@ pub(crate) struct Link {
 struct Shared {
     client: redis::Client,
     op_timeout: Duration,
-    live: ArcSwapOption<Live>,
+    /// The connections, one per runtime that used the link.
+    live: ArcSwap<Vec<Arc<Live>>>,
     /// One connection attempt at a time; the last failure, for those who waited on it.
     connecting: tokio::sync::Mutex<Option<(Instant, RedisError)>>,
-    watch: Watch,
-    watchdog: AtomicBool,
     generations: AtomicU64,
 }
 
@@ -45,8 +49,20 @@ struct Shared {
 struct Live {
     conn: MultiplexedConnection,
     generation: u64,
+    /// The runtime that drives it.
+    runtime: tokio::runtime::Id,
     /// The connection's task (reading answers, writing requests), where this link runs it.
     driver: Option<tokio::task::AbortHandle>,
+    watch: Arc<Watch>,
+}
+
+impl Live {
+    /// Whether its task has ended (its runtime was dropped, or the watchdog closed it).
+    fn ended(&self) -> bool {
+        self.driver
+            .as_ref()
+            .is_some_and(tokio::task::AbortHandle::is_finished)
+    }
 }
 
 impl Drop for Live {
@@ -54,6 +70,8 @@ impl Drop for Live {
         if let Some(driver) = &self.driver {
             driver.abort();
         }
+        // A sleeping watchdog wakes, finds its connection gone and ends.
+        self.watch.wake.notify_one();
     }
 }
 
@@ -125,22 +143,22 @@ impl Bound<'_> {
 
 /// A connection handed to one request, and where it came from.
 pub(crate) struct Conn<'a> {
-    pub(crate) conn: MultiplexedConnection,
-    generation: u64,
+    conn: MultiplexedConnection,
+    live: Arc<Live>,
     link: &'a Link,
 }
 
-impl<'a> Conn<'a> {
-    /// How the request waits for its answer.
-    pub(crate) fn bound(&self) -> Bound<'a> {
-        Bound::Watched(&self.link.shared.watch)
+impl Conn<'_> {
+    /// The connection, and how a request on it waits for its answer.
+    pub(crate) fn parts(&mut self) -> (&mut MultiplexedConnection, Bound<'_>) {
+        (&mut self.conn, Bound::Watched(&self.live.watch))
     }
 
     /// Looks at the request's outcome: a broken connection is replaced for the next request.
     pub(crate) fn settle<T>(&self, result: &Result<T, LockError>) {
         if let Err(LockError::Redis { source, .. }) = result {
             if source.is_io_error() || source.is_timeout() || source.is_connection_dropped() {
-                self.link.shared.retire(self.generation);
+                self.link.shared.retire(self.live.generation);
             }
         }
     }
@@ -152,44 +170,37 @@ impl Link {
             shared: Arc::new(Shared {
                 client,
                 op_timeout,
-                live: ArcSwapOption::empty(),
+                live: ArcSwap::default(),
                 connecting: tokio::sync::Mutex::new(None),
-                watch: Watch {
-                    sent: AtomicU64::new(0),
-                    answered: AtomicU64::new(0),
-                    closed: AtomicU64::new(0),
-                    op_timeout,
-                    dormant: AtomicBool::new(false),
-                    wake: Arc::default(),
-                },
-                watchdog: AtomicBool::new(false),
                 generations: AtomicU64::new(0),
             }),
         }
     }
 
-    /// The connection, connecting first when there is none (or it broke).
+    /// The connection of the caller's runtime, connecting first when there is none (or it
+    /// broke).
     pub(crate) async fn get(&self, key: &str) -> Result<Conn<'_>, LockError> {
-        if let Some(live) = &*self.shared.live.load() {
+        let runtime = current_runtime(key)?;
+        if let Some(live) = self.shared.find(runtime) {
             return Ok(self.hand_out(live));
         }
         // Boxed: the rare path would otherwise make every request's future larger.
-        Box::pin(self.connect(key)).await
+        Box::pin(self.connect(key, runtime)).await
     }
 
-    fn hand_out(&self, live: &Live) -> Conn<'_> {
+    fn hand_out(&self, live: Arc<Live>) -> Conn<'_> {
         Conn {
             conn: live.conn.clone(),
-            generation: live.generation,
+            live,
             link: self,
         }
     }
 
-    async fn connect(&self, key: &str) -> Result<Conn<'_>, LockError> {
+    async fn connect(&self, key: &str, runtime: tokio::runtime::Id) -> Result<Conn<'_>, LockError> {
         let shared = &self.shared;
         let asked = Instant::now();
         let mut last_failure = shared.connecting.lock().await;
-        if let Some(live) = &*shared.live.load() {
+        if let Some(live) = shared.find(runtime) {
             return Ok(self.hand_out(live)); // connected while this request waited
         }
         if let Some((when, error)) = &*last_failure {
@@ -199,7 +210,7 @@ impl Link {
             }
         }
         let limit = shared.op_timeout;
-        let outcome = match tokio::time::timeout(limit, shared.open(key)).await {
+        let outcome = match tokio::time::timeout(limit, shared.open(key, runtime)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(LockError::no_answer(key, limit)),
         };
@@ -207,12 +218,26 @@ impl Link {
             Ok(live) => {
                 *last_failure = None;
                 let live = Arc::new(live);
-                shared.live.store(Some(live.clone()));
-                if live.driver.is_some() && !shared.watchdog.swap(true, Ordering::SeqCst) {
-                    let wake = shared.watch.wake.clone();
-                    tokio::spawn(watchdog(Arc::downgrade(shared), wake, limit));
+                // This runtime's connection replaces its earlier one; those of runtimes that
+                // ended go too.
+                shared.live.rcu(|lives| {
+                    let mut kept: Vec<Arc<Live>> = lives
+                        .iter()
+                        .filter(|old| old.runtime != runtime && !old.ended())
+                        .cloned()
+                        .collect();
+                    kept.push(live.clone());
+                    kept
+                });
+                if live.driver.is_some() {
+                    tokio::spawn(watchdog(
+                        Arc::downgrade(shared),
+                        Arc::downgrade(&live),
+                        live.watch.clone(),
+                        limit,
+                    ));
                 }
-                Ok(self.hand_out(&live))
+                Ok(self.hand_out(live))
             }
             Err(error) => {
                 if let LockError::Redis { source, .. } = &error {
@@ -224,16 +249,26 @@ impl Link {
     }
 }
 
-impl Drop for Link {
-    fn drop(&mut self) {
-        // A sleeping watchdog wakes, finds the link gone and ends.
-        self.shared.watch.wake.notify_one();
+/// The id of the caller's tokio runtime; outside one, a clear error instead of a panic.
+fn current_runtime(key: &str) -> Result<tokio::runtime::Id, LockError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => Ok(handle.id()),
+        Err(_) => Err(crate::deadline::outside_runtime(key)),
     }
 }
 
 impl Shared {
-    /// Opens a connection and loads the scripts.
-    async fn open(&self, key: &str) -> Result<Live, LockError> {
+    /// This runtime's connection, if it is still alive.
+    fn find(&self, runtime: tokio::runtime::Id) -> Option<Arc<Live>> {
+        self.live
+            .load()
+            .iter()
+            .find(|live| live.runtime == runtime && !live.ended())
+            .cloned()
+    }
+
+    /// Opens a connection driven by `runtime` (the caller's) and loads the scripts.
+    async fn open(&self, key: &str, runtime: tokio::runtime::Id) -> Result<Live, LockError> {
         let info = self.client.get_connection_info();
         // Requests are bounded by the watchdog (or, over TLS, by the response timeout below).
         let config = AsyncConnectionConfig::new().set_response_timeout(None);
@@ -268,7 +303,16 @@ impl Shared {
         Ok(Live {
             conn,
             generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            runtime,
             driver,
+            watch: Arc::new(Watch {
+                sent: AtomicU64::new(0),
+                answered: AtomicU64::new(0),
+                closed: AtomicU64::new(0),
+                op_timeout: self.op_timeout,
+                dormant: AtomicBool::new(false),
+                wake: Arc::default(),
+            }),
         })
     }
 
@@ -287,40 +331,44 @@ impl Shared {
         Ok((conn, Some(tokio::spawn(driver).abort_handle())))
     }
 
-    /// Drops connection `generation` if it is still the current one.
+    /// Drops connection `generation` if it is still current.
     fn retire(&self, generation: u64) {
-        self.live.rcu(|live| match live {
-            Some(live) if live.generation == generation => None,
-            other => other.clone(),
+        self.live.rcu(|lives| {
+            lives
+                .iter()
+                .filter(|live| live.generation != generation)
+                .cloned()
+                .collect::<Vec<_>>()
         });
     }
 }
 
-/// Closes the link's connection when requests wait and nothing has been answered for an
-/// operation timeout; sleeps while the link is idle; ends with the link.
-async fn watchdog(link: Weak<Shared>, wake: Arc<Notify>, limit: Duration) {
+/// Closes connection `live` of the link when requests wait and nothing has been answered for
+/// an operation timeout; sleeps while the connection is idle; ends with the connection.
+async fn watchdog(link: Weak<Shared>, live: Weak<Live>, watch: Arc<Watch>, limit: Duration) {
     let tick = (limit / 4).max(Duration::from_millis(1));
     let mut last_answered = 0;
     let mut silent_since: Option<Instant> = None;
     let mut probing = false;
     loop {
         tokio::time::sleep(tick).await;
-        let Some(shared) = link.upgrade() else { return };
-        let watch = &shared.watch;
+        let Some(current) = live.upgrade() else {
+            return;
+        };
         let sent = watch.sent.load(Ordering::SeqCst);
         let answered = watch.answered.load(Ordering::SeqCst);
         if answered >= sent {
             silent_since = None;
             probing = false;
             last_answered = answered;
-            // Idle: sleep until the next request (or the link's end).
+            // Idle: sleep until the next request (or the connection's end).
             watch.dormant.store(true, Ordering::SeqCst);
             if watch.sent.load(Ordering::SeqCst) != sent {
                 watch.dormant.store(false, Ordering::SeqCst);
                 continue;
             }
-            drop(shared);
-            wake.notified().await;
+            drop(current);
+            watch.wake.notified().await;
             // Woken by a request: the silence is timed from now.
             silent_since = Some(Instant::now());
             continue;
@@ -332,7 +380,7 @@ async fn watchdog(link: Weak<Shared>, wake: Arc<Notify>, limit: Duration) {
                     // Maybe only requests whose callers gave up are unanswered (their answers
                     // came unheard): a PING's answer shows the connection alive.
                     probing = true;
-                    probe(&shared);
+                    probe(&current);
                 }
                 if now.duration_since(since) >= limit {
                     tracing::debug!(
@@ -340,9 +388,10 @@ async fn watchdog(link: Weak<Shared>, wake: Arc<Notify>, limit: Duration) {
                         "no answer within the operation timeout; closing the connection"
                     );
                     watch.closed.fetch_add(1, Ordering::SeqCst);
-                    if let Some(driver) =
-                        shared.live.swap(None).and_then(|live| live.driver.clone())
-                    {
+                    if let Some(shared) = link.upgrade() {
+                        shared.retire(current.generation);
+                    }
+                    if let Some(driver) = &current.driver {
                         driver.abort(); // the waiting requests fail now
                     }
                     // Whatever was sent on it is settled: failed, or given up by its caller.
@@ -360,15 +409,13 @@ async fn watchdog(link: Weak<Shared>, wake: Arc<Notify>, limit: Duration) {
     }
 }
 
-/// Sends a `PING` on the link's connection, watched like any request.
-fn probe(shared: &Arc<Shared>) {
-    let Some(mut conn) = shared.live.load().as_ref().map(|live| live.conn.clone()) else {
-        return;
-    };
-    let shared = shared.clone();
+/// Sends a `PING` on connection `live`, watched like any request.
+fn probe(live: &Arc<Live>) {
+    let mut conn = live.conn.clone();
+    let watch = live.watch.clone();
     tokio::spawn(async move {
         let ping = redis::cmd("PING");
         let request = ping.query_async::<redis::Value>(&mut conn);
-        let _ = Bound::Watched(&shared.watch).run("", request).await;
+        let _ = Bound::Watched(&watch).run("", request).await;
     });
 }

@@ -22,9 +22,12 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
 /// Hands out distributed locks kept in Redis.
 ///
-/// A manager holds one multiplexed command connection (reconnecting by itself after a restart) and,
-/// once a lock is contended, one pub/sub connection on which waiters hear release notices. It is
-/// cheap to clone (an `Arc`) and meant to be shared by the whole service.
+/// A manager holds a few multiplexed command connections per server (reconnecting by itself
+/// after a restart), one set per tokio runtime that uses it, and, once a lock is contended, one
+/// pub/sub connection on which waiters hear release notices, driven by a thread of the
+/// library's own. Every call ends within its wait plus the operation timeout, whatever happens
+/// to connections, and outside a tokio runtime it fails with [`LockError::Config`]. It is cheap
+/// to clone (an `Arc`) and meant to be shared by the whole service.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), redlock_runtime::LockError> {
@@ -80,7 +83,8 @@ impl LockManager {
     /// Checks that the server answers within the operation timeout (for Redlock: a quorum of
     /// masters; for a cluster: one node).
     pub async fn ping(&self) -> Result<(), LockError> {
-        self.inner.backend.ping().await
+        let limit = self.inner.config.op_timeout;
+        crate::deadline::within(limit, "", self.inner.backend.ping()).await
     }
 
     /// The key prefix of this manager.
@@ -141,33 +145,53 @@ impl LockManager {
         settings: &Settings,
         caller: Option<Tag>,
     ) -> Result<LockGuard, LockError> {
+        let key_len = redis_key.len() - self.inner.config.prefix.len();
         let key = &redis_key[self.inner.config.prefix.len()..];
         let asked = crate::metrics::Asked::now();
         let span = tracing::debug_span!("redlock.acquire", key, ttl_ms = settings.ttl_ms());
-        let result = self
-            .acquire_inner(redis_key, settings, caller)
-            .instrument(span)
-            .await;
+        let token = match caller {
+            Some(_) => Token::locked_call(),
+            None => Token::plain(),
+        };
+        // Bounded here, in the caller's task, whatever happens to connections: the wait, then
+        // at most one operation timeout for the last attempt.
+        let limit = settings.wait.saturating_add(self.inner.config.op_timeout);
+        let result = crate::deadline::within(
+            limit,
+            key,
+            self.acquire_inner(&redis_key, settings, &token, caller.as_ref()),
+        )
+        .instrument(span)
+        .await
+        .map(|(fence, sent)| {
+            LockGuard::new(
+                self.inner.clone(),
+                redis_key,
+                key_len,
+                token,
+                fence,
+                settings.ttl,
+                sent,
+            )
+        });
         asked.ended(&result);
         result
     }
 
+    /// The acquisition loop; the fencing token and when the winning attempt was sent.
     async fn acquire_inner(
         &self,
-        redis_key: String,
+        redis_key: &str,
         options: &Settings,
-        caller: Option<Tag>,
-    ) -> Result<LockGuard, LockError> {
+        token: &Token,
+        caller: Option<&Tag>,
+    ) -> Result<(u64, Instant), LockError> {
         let inner = &self.inner;
         let key_at = inner.config.prefix.len();
         let key = &redis_key[key_at..];
         let start = Instant::now();
         let deadline = start + options.wait;
-        let token = match caller {
-            Some(_) => Token::locked_call(),
-            None => Token::plain(),
-        };
-        let caller = caller.as_ref().map(Tag::as_str);
+        let caller = caller.map(Tag::as_str);
         let ttl_ms = options.ttl_ms();
         let mut backoff = Backoff::new(inner.config.backoff_min, inner.config.backoff_max);
         let mut subscription: Option<Subscription> = None;
@@ -178,10 +202,10 @@ impl LockManager {
         // task that just released it) queues behind them, and each local release hands the
         // lock to the longest waiter, so waiting is first come, first served.
         if let Some(notices) = inner.backend.local_notices() {
-            if notices.has_waiters(&redis_key) && !options.wait.is_zero() {
+            if notices.has_waiters(redis_key) && !options.wait.is_zero() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if let Ok(Ok(mut sub)) =
-                    tokio::time::timeout(left, notices.subscribe(&redis_key)).await
+                    tokio::time::timeout(left, notices.subscribe(redis_key)).await
                 {
                     sub.arm();
                     let patience = inner.config.backoff_max.min(left);
@@ -198,7 +222,7 @@ impl LockManager {
             let sent = Instant::now();
             let claim = Claim {
                 key,
-                redis_key: &redis_key,
+                redis_key,
                 fence_key: &inner.config.fence_key,
                 token: token.as_str(),
                 ttl_ms,
@@ -223,16 +247,7 @@ impl LockManager {
                         fence,
                         "acquired"
                     );
-                    let key_len = key.len();
-                    return Ok(LockGuard::new(
-                        self.inner.clone(),
-                        redis_key,
-                        key_len,
-                        token,
-                        fence,
-                        options.ttl,
-                        sent,
-                    ));
+                    return Ok((fence, sent));
                 }
                 Ok(Attempt::WrongType(found)) => {
                     return Err(LockError::WrongType {
@@ -271,7 +286,7 @@ impl LockManager {
             if subscription.is_none() && !failed && now >= next_subscribe {
                 // Bounded by the wait: a server that stops answering must not stretch it.
                 let left = deadline.saturating_duration_since(now);
-                let subscribed = tokio::time::timeout(left, inner.backend.subscribe(&redis_key))
+                let subscribed = tokio::time::timeout(left, inner.backend.subscribe(redis_key))
                     .await
                     .unwrap_or_else(|_| {
                         Some(Err(redis::RedisError::from(std::io::Error::new(
@@ -458,9 +473,9 @@ pub fn install(manager: LockManager) -> Result<(), LockManager> {
 /// The process-global manager: the installed one, else one built from `REDIS_URL`
 /// (default `redis://127.0.0.1:6379`) on first use.
 ///
-/// The manager's connections are driven by the tokio runtime that first uses them: a service
-/// with one runtime (the usual `#[tokio::main]`) needs nothing more; code that creates and drops
-/// runtimes (such as `#[tokio::test]`s) should pass its own manager with `client = ...`.
+/// Like every manager, it works from every tokio runtime of the process: each runtime that
+/// uses it drives connections of its own, so a runtime used at start-up and then left idle, or
+/// `#[tokio::test]`s that each create and drop a runtime, never hold up another's calls.
 pub fn global() -> Result<&'static LockManager, LockError> {
     if let Some(manager) = GLOBAL.get() {
         return Ok(manager);

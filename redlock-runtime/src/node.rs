@@ -82,8 +82,8 @@ impl Node {
         request: impl AsyncFnOnce(&mut MultiplexedConnection, Bound<'_>) -> Result<T, LockError>,
     ) -> Result<T, LockError> {
         let mut conn = self.connection(key, redis_key).await?;
-        let bound = conn.bound();
-        let result = request(&mut conn.conn, bound).await;
+        let (connection, bound) = conn.parts();
+        let result = request(connection, bound).await;
         conn.settle(&result);
         result
     }

@@ -210,10 +210,13 @@ impl Notices {
                     #[cfg(feature = "cluster")]
                     Source::Cluster(settings) => {
                         let client = settings.client(Some(on_push))?;
-                        match tokio::time::timeout(self.op_timeout, client.get_async_connection())
-                            .await
-                        {
-                            Ok(conn) => conn.map(PubSub::Cluster),
+                        // On the library's runtime, which drives the connection's task.
+                        let connect =
+                            crate::background::run(
+                                async move { client.get_async_connection().await },
+                            );
+                        match tokio::time::timeout(self.op_timeout, connect).await {
+                            Ok(conn) => conn?.map(PubSub::Cluster),
                             Err(_) => Err(timed_out("connecting to the cluster")),
                         }
                     }
@@ -250,8 +253,13 @@ impl Notices {
             .get_or_try_init(|| async {
                 let _order = self.order.lock().await;
                 let mut conn = conn.clone();
-                match tokio::time::timeout(limit, conn.subscribe(channel)).await {
-                    Ok(result) => result,
+                let channel = channel.to_owned();
+                // On the library's runtime: a connection the client library (re)opens on its
+                // own gets its task there, not on the caller's runtime.
+                let subscribe =
+                    crate::background::run(async move { conn.subscribe(&channel).await });
+                match tokio::time::timeout(limit, subscribe).await {
+                    Ok(result) => result?,
                     Err(_) => Err(timed_out("subscribe")),
                 }
             })
@@ -374,15 +382,12 @@ impl Drop for Subscription {
         if !last {
             return;
         }
-        let (Some((mut conn, order)), Ok(handle)) = (
-            self.unsubscribe.take(),
-            tokio::runtime::Handle::try_current(),
-        ) else {
+        let Some((mut conn, order)) = self.unsubscribe.take() else {
             return;
         };
         let table = self.table.clone();
         let channel = std::mem::take(&mut self.channel);
-        handle.spawn(async move {
+        crate::background::spawn(async move {
             let _order = order.lock().await;
             if table.lock().contains_key(&channel) {
                 return; // a new waiter arrived and is subscribed (or about to be)
