@@ -568,3 +568,56 @@ async fn keys_spread_over_the_command_connections() {
     }
     assert_eq!(clients(&server).len(), 3, "{:?}", clients(&server));
 }
+
+/// CI runs these suites on Redis and again with `REDIS_SERVER_BIN=valkey-server`: the server a
+/// test spawns is the binary that variable names (else `redis-server`), as its `INFO server`
+/// shows: the name and version the binary prints for `--version`.
+#[test]
+fn spawned_server_is_the_binary_redis_server_bin_names() {
+    let bin = std::env::var_os("REDIS_SERVER_BIN")
+        .filter(|bin| !bin.is_empty())
+        .unwrap_or_else(|| "redis-server".into());
+    let output = std::process::Command::new(&bin)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{} --version: {e}", bin.to_string_lossy()));
+    // "Redis server v=7.0.15 sha=..." or "Valkey server v=8.0.1 sha=..."
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (name, rest) = printed
+        .split_once(" server v=")
+        .unwrap_or_else(|| panic!("unexpected --version output {printed:?}"));
+    let version = rest.split_whitespace().next().unwrap_or_default();
+    let named = std::path::Path::new(&bin).file_name().unwrap_or_default();
+    let named = named.to_string_lossy();
+    if named.starts_with("valkey") {
+        assert_eq!(name, "Valkey", "{printed}");
+    } else if named.starts_with("redis") {
+        assert_eq!(name, "Redis", "{printed}");
+    }
+
+    let server = common::server();
+    let info = server.command(&["INFO", "server"]).unwrap();
+    let field = |key: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+            .map(str::to_owned)
+    };
+    match name {
+        "Valkey" => {
+            assert_eq!(field("server_name").as_deref(), Some("valkey"), "{info}");
+            // Valkey 8 reports its own version beside the Redis version it is compatible with.
+            let reported = field("valkey_version").or_else(|| field("redis_version"));
+            assert_eq!(reported.as_deref(), Some(version), "{info}");
+        }
+        "Redis" => {
+            assert_eq!(field("server_name"), None, "{info}");
+            assert_eq!(field("valkey_version"), None, "{info}");
+            assert_eq!(field("redis_version").as_deref(), Some(version), "{info}");
+        }
+        // Another server: at least some `*_version` field is the version it printed.
+        _ => {
+            let suffix = format!("_version:{version}");
+            assert!(info.lines().any(|l| l.ends_with(&suffix)), "{info}");
+        }
+    }
+}

@@ -12,7 +12,9 @@
 //! (the calls block the current thread briefly). Each server has its own directory and port, so
 //! tests may run in parallel, in one process or many.
 //!
-//! The binary is `$REDIS_SERVER_BIN` when set, else `redis-server` from `PATH`.
+//! The binary is `$REDIS_SERVER_BIN` when set (a path, or a name looked up on `PATH`), else
+//! `redis-server` from `PATH`. Any server that takes `redis-server`'s options will do, e.g.
+//! `REDIS_SERVER_BIN=valkey-server`; sentinels run as that binary with `--sentinel`.
 //!
 //! ```no_run
 //! use redlock_runtime::testing::{RedisServer, RedisServers, ServerOptions};
@@ -82,12 +84,15 @@ const LOG_TAIL_LINES: usize = 20;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
-    /// The `redis-server` binary could not be found.
+    /// The server binary (`redis-server`, or the one `REDIS_SERVER_BIN` names) could not be
+    /// found.
     #[error(
-        "`redis-server` not found ({detail}); install it with `apt-get install redis-server` \
-         on Debian/Ubuntu or `brew install redis` on macOS, or set REDIS_SERVER_BIN to its path"
+        "`{binary}` not found ({detail}); {hint}, or set REDIS_SERVER_BIN to its path",
+        hint = install_hint(.binary)
     )]
     MissingBinary {
+        /// The binary looked for: `redis-server`, or the value of `REDIS_SERVER_BIN`.
+        binary: String,
         /// Where it was looked for.
         detail: String,
     },
@@ -187,9 +192,10 @@ impl ServerOptions {
 
     /// Start the server in a session of its own, so the kernel schedules it as a separate
     /// service (as a real Redis is: with autogrouping, a child in this process's session
-    /// competes with this process's threads as one of them). It is still killed on drop, and
-    /// also when the thread that started it exits; start it from a thread that outlives its use
-    /// (a benchmark's main thread, say).
+    /// competes with this process's threads as one of them). It is still killed on drop, and on
+    /// Linux also when the thread that started it exits (`PR_SET_PDEATHSIG`); start it from a
+    /// thread that outlives its use (a benchmark's main thread, say). Elsewhere (macOS, say)
+    /// only drop kills it: a server whose owner dies without dropping it keeps running.
     pub fn own_session(mut self, yes: bool) -> Self {
         self.own_session = yes;
         self
@@ -349,7 +355,7 @@ impl RedisServer {
         if let Some(mut child) = taken {
             let pid = child.id();
             kill_and_reap(&mut child, paused)?;
-            tracing::debug!(pid, url = %self.url(), "redis-server stopped");
+            tracing::debug!(pid, url = %crate::redact::url(&self.url()), "redis-server stopped");
         }
         Ok(())
     }
@@ -410,7 +416,10 @@ impl RedisServer {
                 let kind = std::error::Error::source(&e)
                     .and_then(|s| s.downcast_ref::<io::Error>())
                     .map_or(io::ErrorKind::Other, io::Error::kind);
-                let context = format!("talking to redis-server at {}", self.url());
+                let context = format!(
+                    "talking to redis-server at {}",
+                    crate::redact::url(&self.url())
+                );
                 Err(ServerError::io(context, io::Error::new(kind, e)))
             }
             Err(e) if e.kind() == ErrorKind::Parse => Err(ServerError::Protocol(e.to_string())),
@@ -485,14 +494,16 @@ impl RedisServer {
             .stderr(stderr);
         if self.own_session {
             use std::os::unix::process::CommandExt;
-            // SAFETY: between fork and exec the child calls only `setsid` and `prctl`, both
-            // async-signal-safe, and touches no memory of the parent.
+            // SAFETY: between fork and exec the child calls only `setsid` and (on Linux)
+            // `prctl`, both async-signal-safe, and touches no memory of the parent.
             unsafe {
                 cmd.pre_exec(|| {
                     if libc::setsid() == -1 {
                         return Err(io::Error::last_os_error());
                     }
-                    // Not orphaned if this process dies without dropping the server.
+                    // Not orphaned if this process dies without dropping the server. Linux
+                    // only; elsewhere only drop kills it.
+                    #[cfg(target_os = "linux")]
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     Ok(())
                 });
@@ -503,18 +514,19 @@ impl RedisServer {
         let offsets = (file_len(&self.log_path), file_len(&stderr_path));
         let mut child = cmd.spawn().map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => ServerError::MissingBinary {
+                binary: self.bin.display().to_string(),
                 detail: format!("{} could not be executed: {e}", self.bin.display()),
             },
             _ => ServerError::io(format!("starting {}", self.bin.display()), e),
         })?;
         match self.wait_ready(&mut child, offsets) {
             Ok(()) => {
-                tracing::debug!(pid = child.id(), url = %self.url(), "redis-server started");
+                tracing::debug!(pid = child.id(), url = %crate::redact::url(&self.url()), "redis-server started");
                 Ok(child)
             }
             Err(e) => {
                 let _ = kill_and_reap(&mut child, false);
-                tracing::debug!(url = %self.url(), error = %e, "redis-server failed to start");
+                tracing::debug!(url = %crate::redact::url(&self.url()), error = %e, "redis-server failed to start");
                 Err(e)
             }
         }
@@ -660,22 +672,46 @@ fn find_binary(
 ) -> Result<PathBuf, ServerError> {
     if let Some(bin) = override_bin.filter(|b| !b.is_empty()) {
         let bin = PathBuf::from(bin);
+        let missing = |detail: String| ServerError::MissingBinary {
+            binary: bin.display().to_string(),
+            detail,
+        };
         if bin.components().count() > 1 {
             return if is_executable_file(&bin) {
                 Ok(bin)
             } else {
-                Err(ServerError::MissingBinary {
-                    detail: format!("{BIN_ENV}={} is not an executable file", bin.display()),
-                })
+                Err(missing(format!(
+                    "{BIN_ENV}={} is not an executable file",
+                    bin.display()
+                )))
             };
         }
-        return search_path(&bin, path_var.as_ref()).ok_or_else(|| ServerError::MissingBinary {
-            detail: format!("{BIN_ENV}={} is not on PATH", bin.display()),
-        });
+        return search_path(&bin, path_var.as_ref())
+            .ok_or_else(|| missing(format!("{BIN_ENV}={} is not on PATH", bin.display())));
     }
     search_path(Path::new(BIN_NAME), path_var.as_ref()).ok_or_else(|| ServerError::MissingBinary {
+        binary: BIN_NAME.into(),
         detail: "not on PATH".into(),
     })
+}
+
+/// How to install `binary` (a name or a path), told by its file name: the Redis and Valkey
+/// packages of Debian and Homebrew; for any other server, only that it must be installed.
+fn install_hint(binary: &str) -> String {
+    let name = Path::new(binary)
+        .file_name()
+        .map_or_else(|| binary.into(), |n| n.to_string_lossy());
+    if name.starts_with("valkey") {
+        "install it with `apt-get install -t bookworm-backports valkey-server` on Debian \
+         (the bookworm-backports suite) or `brew install valkey` on macOS"
+            .into()
+    } else if name.starts_with("redis") {
+        "install it with `apt-get install redis-server` on Debian/Ubuntu or \
+         `brew install redis` on macOS"
+            .into()
+    } else {
+        format!("install `{name}`")
+    }
 }
 
 fn search_path(name: &Path, path_var: Option<&OsString>) -> Option<PathBuf> {
@@ -920,17 +956,13 @@ mod tests {
         );
     }
 
-    /// The session id of process `pid` (field 6 of `/proc/<pid>/stat`).
+    /// The session id of process `pid` (`getsid`, on Linux and macOS alike).
     fn session_of(pid: u32) -> i64 {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-        let after_name = stat.rsplit_once(')').expect("stat format").1;
-        // state, ppid, pgrp, session
-        after_name
-            .split_whitespace()
-            .nth(3)
-            .unwrap()
-            .parse()
-            .unwrap()
+        let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+        // SAFETY: `getsid` only reads the process table; it has no memory-safety preconditions.
+        let sid = unsafe { libc::getsid(pid) };
+        assert!(sid != -1, "getsid({pid}): {}", io::Error::last_os_error());
+        i64::from(sid)
     }
 
     #[test]
@@ -1033,17 +1065,62 @@ mod tests {
         let err = find_binary(Some("/nonexistent/redis-server".into()), None).unwrap_err();
         assert!(matches!(err, ServerError::MissingBinary { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("`redis-server`"), "{msg}");
+        assert!(
+            msg.starts_with("`/nonexistent/redis-server` not found"),
+            "{msg}"
+        );
         assert!(msg.contains("apt-get install redis-server"), "{msg}");
         assert!(msg.contains("brew install redis"), "{msg}");
         assert!(msg.contains("REDIS_SERVER_BIN"), "{msg}");
 
         let err = find_binary(None, Some("/nonexistent-dir".into())).unwrap_err();
         assert!(matches!(err, ServerError::MissingBinary { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("`redis-server` not found (not on PATH)"),
+            "{msg}"
+        );
+        assert!(msg.contains("apt-get install redis-server"), "{msg}");
         assert!(matches!(
             find_binary(None, None),
             Err(ServerError::MissingBinary { .. })
         ));
+    }
+
+    #[test]
+    fn missing_override_binary_is_named_with_its_own_install_hint() {
+        let err = find_binary(
+            Some("valkey-server".into()),
+            Some("/nonexistent-dir".into()),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(
+                "`valkey-server` not found (REDIS_SERVER_BIN=valkey-server is not on PATH)"
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("`apt-get install -t bookworm-backports valkey-server` on Debian"),
+            "{msg}"
+        );
+        assert!(msg.contains("brew install valkey"), "{msg}");
+        assert!(!msg.contains("redis-server"), "{msg}");
+
+        let err = find_binary(Some("/opt/valkey/bin/valkey-server".into()), None).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("`/opt/valkey/bin/valkey-server` not found"),
+            "{msg}"
+        );
+        assert!(msg.contains("bookworm-backports valkey-server"), "{msg}");
+
+        let err = find_binary(Some("keydb-server".into()), None).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("`keydb-server` not found"), "{msg}");
+        assert!(msg.contains("install `keydb-server`"), "{msg}");
+        assert!(!msg.contains("apt-get"), "{msg}");
     }
 
     #[test]

@@ -19,10 +19,10 @@ const SENTINEL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A monitored master with one replica, and `n` sentinels watching it; all killed on drop.
 ///
-/// Sentinels run as `redis-server <config> --sentinel` on free loopback ports, each in its own
-/// temp dir. [`failover`](Self::failover) forces a failover (`SENTINEL FAILOVER`) and returns
-/// once the replica is the master, the old master its replica, and the sentinels name the new
-/// one.
+/// Sentinels run as `redis-server <config> --sentinel` (the binary is `REDIS_SERVER_BIN` when
+/// set, e.g. `valkey-server`) on free loopback ports, each in its own temp dir.
+/// [`failover`](Self::failover) forces a failover (`SENTINEL FAILOVER`) and returns once the
+/// replica is the master, the old master its replica, and the sentinels name the new one.
 ///
 /// ```no_run
 /// use redlock_runtime::testing::RedisSentinel;
