@@ -9,7 +9,7 @@ use crate::backend::Backend;
 use crate::error::LockError;
 use crate::fence;
 use crate::manager::{Config, Inner, LockManager, DEFAULT_PREFIX};
-use crate::node::Node;
+use crate::node::{Node, ReplicaAcks};
 use crate::options::LockOptions;
 use crate::quorum::Quorum;
 use crate::redact;
@@ -38,6 +38,7 @@ pub struct LockManagerBuilder {
     config: Config,
     notifications: bool,
     node_timeout: Option<Duration>,
+    replica_acks: Option<ReplicaAcks>,
     #[cfg(feature = "tls")]
     tls: Option<redis::TlsCertificates>,
 }
@@ -132,6 +133,22 @@ impl LockManagerBuilder {
         self
     }
 
+    /// Make every acquire and renewal wait until `replicas` replicas of the server have it
+    /// (`WAIT replicas timeout`, pipelined with the write: no extra round trip), so that a
+    /// failover to one of them cannot lose it (default: off).
+    ///
+    /// An acquire that fewer replicas acknowledge within `timeout` is given back and tried
+    /// again within the wait, then fails with [`LockError::NotReplicated`]; a renewal that
+    /// fewer acknowledge is not counted (it is retried until the lease runs out, then the lock
+    /// is [`LockError::Lost`]). `WAIT` holds up its connection until the replicas answer, so
+    /// these writes go over connections of their own: releases and other commands never queue
+    /// behind one. One server, Redlock masters and Sentinel; not a cluster. `timeout` must be
+    /// shorter than the operation timeout.
+    pub fn replica_acks(mut self, replicas: usize, timeout: Duration) -> Self {
+        self.replica_acks = Some(ReplicaAcks { replicas, timeout });
+        self
+    }
+
     /// Trust this CA certificate (PEM) for `rediss://` servers, instead of the system's roots
     /// (feature `tls`).
     ///
@@ -187,6 +204,20 @@ impl LockManagerBuilder {
                 config.connections
             )));
         }
+        if let Some(acks) = self.replica_acks {
+            if acks.replicas == 0 {
+                return Err(LockError::Config(
+                    "replica acknowledgement needs at least 1 replica".into(),
+                ));
+            }
+            if acks.timeout.is_zero() || acks.timeout >= config.op_timeout {
+                return Err(LockError::Config(format!(
+                    "replica acknowledgement timeout must be above zero and below the operation \
+                     timeout ({:?}), got {:?}",
+                    config.op_timeout, acks.timeout
+                )));
+            }
+        }
         if self.node_timeout.is_some_and(|limit| limit.is_zero()) {
             return Err(LockError::Config("node timeout must be above zero".into()));
         }
@@ -200,12 +231,19 @@ impl LockManagerBuilder {
             install_crypto_provider();
         }
         let backend = match &self.target {
-            Target::Single(url) => Backend::Single(Node::new(
-                self.client(url)?,
-                config.op_timeout,
-                self.notifications,
-                config.connections,
-            )),
+            Target::Single(url) => Backend::Single(
+                Node::new(
+                    self.client(url)?,
+                    config.op_timeout,
+                    self.notifications,
+                    config.connections,
+                )
+                .acknowledged(
+                    self.replica_acks,
+                    config.op_timeout,
+                    config.connections,
+                ),
+            ),
             Target::Redlock(urls) => {
                 check_urls("redlock", urls)?;
                 if urls.len() % 2 == 0 {
@@ -223,6 +261,11 @@ impl LockManagerBuilder {
                             config.op_timeout,
                             self.notifications,
                             config.connections,
+                        )
+                        .acknowledged(
+                            self.replica_acks,
+                            config.op_timeout,
+                            config.connections,
                         ))
                     })
                     .collect::<Result<Vec<_>, LockError>>()?;
@@ -231,6 +274,11 @@ impl LockManagerBuilder {
             #[cfg(feature = "cluster")]
             Target::Cluster(urls) => {
                 check_urls("cluster", urls)?;
+                if self.replica_acks.is_some() {
+                    return Err(LockError::Config(
+                        "replica acknowledgement is not supported on a cluster manager".into(),
+                    ));
+                }
                 if config.fence_key.contains('{') || config.fence_key.contains('}') {
                     return Err(LockError::Config(format!(
                         "fence key `{}` must not contain braces on a cluster: the manager adds \
@@ -265,6 +313,7 @@ impl LockManagerBuilder {
                     config.op_timeout,
                     self.notifications,
                     config.connections,
+                    self.replica_acks,
                 )
                 .map_err(|e| {
                     let urls = redact::urls(sentinels);
@@ -349,7 +398,8 @@ impl std::fmt::Debug for LockManagerBuilder {
         };
         out.field("config", &self.config)
             .field("notifications", &self.notifications)
-            .field("node_timeout", &self.node_timeout);
+            .field("node_timeout", &self.node_timeout)
+            .field("replica_acks", &self.replica_acks);
         #[cfg(feature = "tls")]
         {
             let tls = self.tls.as_ref();
@@ -460,6 +510,7 @@ impl LockManager {
         LockManagerBuilder {
             target,
             node_timeout: None,
+            replica_acks: None,
             #[cfg(feature = "tls")]
             tls: None,
             config: Config {

@@ -14,7 +14,9 @@ pub(crate) async fn within<T>(
     key: &str,
     operation: impl Future<Output = Result<T, LockError>>,
 ) -> Result<T, LockError> {
-    if tokio::runtime::Handle::try_current().is_err() {
+    // Inside a task there is a runtime (a thread-local read); only `block_on`'s own future or a
+    // foreign executor needs the dearer look-up of the runtime's handle.
+    if tokio::task::try_id().is_none() && tokio::runtime::Handle::try_current().is_err() {
         return Err(outside_runtime(key));
     }
     match tokio::time::timeout(limit, operation).await {

@@ -66,6 +66,22 @@ pub enum LockError {
         /// The lock key.
         key: String,
     },
+    /// Fewer replicas than the manager requires
+    /// ([`LockManagerBuilder::replica_acks`](crate::LockManagerBuilder::replica_acks))
+    /// acknowledged an acquire or a renewal in time: the lock was given back (acquire) or not
+    /// renewed (renewal).
+    #[error(
+        "lock `{key}`: {acknowledged} of the {required} replicas required acknowledged the write \
+         in time"
+    )]
+    NotReplicated {
+        /// The lock key.
+        key: String,
+        /// Replicas that acknowledged.
+        acknowledged: usize,
+        /// Replicas required.
+        required: usize,
+    },
     /// The manager or the lock options are invalid (bad URL, zero ttl, ...).
     #[error("invalid lock configuration: {0}")]
     Config(String),
@@ -80,7 +96,8 @@ impl LockError {
             | Self::QuorumNotReached { key, .. }
             | Self::Redis { key, .. }
             | Self::WrongType { key, .. }
-            | Self::HeldByThisTask { key } => Some(key),
+            | Self::HeldByThisTask { key }
+            | Self::NotReplicated { key, .. } => Some(key),
             Self::Config(_) => None,
         }
     }

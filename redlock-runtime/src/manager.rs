@@ -260,6 +260,17 @@ impl LockManager {
                         key: key.to_owned(),
                     });
                 }
+                Ok(Attempt::NotReplicated { acked, required }) => {
+                    // Not safe to hand out (a failover could lose it): given back, retried.
+                    tracing::debug!(acked, required, "too few replicas acknowledged; retrying");
+                    let _ = inner.backend.release(claim.holding()).await;
+                    let failure = LockError::NotReplicated {
+                        key: key.to_owned(),
+                        acknowledged: acked,
+                        required,
+                    };
+                    (None, Some(failure))
+                }
                 Ok(Attempt::Busy(pttl)) => (pttl.map(Duration::from_millis), None),
                 Err(e) if retryable(&e) => (None, Some(e)),
                 Err(e) => return Err(e),
@@ -434,7 +445,7 @@ const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 fn retryable(error: &LockError) -> bool {
     use redis::ServerErrorKind as Kind;
     match error {
-        LockError::QuorumNotReached { .. } => true,
+        LockError::QuorumNotReached { .. } | LockError::NotReplicated { .. } => true,
         LockError::Redis { source, .. } => {
             error.is_transient()
                 || matches!(

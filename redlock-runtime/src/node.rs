@@ -25,6 +25,30 @@ pub(crate) struct Node {
     client: redis::Client,
     links: Box<[Link]>,
     notices: Option<Notices>,
+    /// Replica acknowledgement of acquires and renewals, on links of their own.
+    acks: Option<(ReplicaAcks, Box<[Link]>)>,
+}
+
+/// How many replicas must acknowledge an acquire or a renewal (`WAIT`), and for how long to
+/// wait for them.
+///
+/// `WAIT` blocks the connection it is sent on until the replicas answer or its timeout passes,
+/// so acknowledged writes go over connections of their own: releases, pings and the commands
+/// of a manager without acknowledgement never queue behind one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReplicaAcks {
+    pub(crate) replicas: usize,
+    pub(crate) timeout: Duration,
+}
+
+impl ReplicaAcks {
+    fn wait_cmd(&self) -> Cmd {
+        let mut wait = Cmd::with_capacity(3, 24);
+        wait.arg("WAIT")
+            .arg(self.replicas)
+            .arg(self.timeout.as_millis() as u64);
+        wait
+    }
 }
 
 impl Node {
@@ -41,7 +65,25 @@ impl Node {
                 .collect(),
             client,
             notices,
+            acks: None,
         }
+    }
+
+    /// This node with acquires and renewals acknowledged by replicas, on `connections` links
+    /// of their own.
+    pub(crate) fn acknowledged(
+        mut self,
+        acks: Option<ReplicaAcks>,
+        op_timeout: Duration,
+        connections: usize,
+    ) -> Self {
+        self.acks = acks.map(|acks| {
+            let links = (0..connections.max(1))
+                .map(|_| Link::new(self.client.clone(), op_timeout))
+                .collect();
+            (acks, links)
+        });
+        self
     }
 
     /// Where this node is, for `Debug` output.
@@ -62,13 +104,15 @@ impl Node {
         Some(self.notices.as_ref()?.subscribe(channel).await)
     }
 
-    /// The command connection for `redis_key`.
-    async fn connection(&self, key: &str, redis_key: &str) -> Result<Conn<'_>, LockError> {
-        let link = match self.links.len() {
-            1 => &self.links[0],
-            n => {
-                &self.links[(xxhash_rust::xxh3::xxh3_64(redis_key.as_bytes()) % n as u64) as usize]
-            }
+    /// The command connection for `redis_key` among `links`.
+    async fn connection<'a>(
+        links: &'a [Link],
+        key: &str,
+        redis_key: &str,
+    ) -> Result<Conn<'a>, LockError> {
+        let link = match links.len() {
+            1 => &links[0],
+            n => &links[(xxhash_rust::xxh3::xxh3_64(redis_key.as_bytes()) % n as u64) as usize],
         };
         link.get(key).await
     }
@@ -81,7 +125,16 @@ impl Node {
         redis_key: &str,
         request: impl AsyncFnOnce(&mut MultiplexedConnection, Bound<'_>) -> Result<T, LockError>,
     ) -> Result<T, LockError> {
-        let mut conn = self.connection(key, redis_key).await?;
+        Self::on_links(&self.links, key, redis_key, request).await
+    }
+
+    async fn on_links<T>(
+        links: &[Link],
+        key: &str,
+        redis_key: &str,
+        request: impl AsyncFnOnce(&mut MultiplexedConnection, Bound<'_>) -> Result<T, LockError>,
+    ) -> Result<T, LockError> {
+        let mut conn = Self::connection(links, key, redis_key).await?;
         let (connection, bound) = conn.parts();
         let result = request(connection, bound).await;
         conn.settle(&result);
@@ -100,6 +153,15 @@ impl Node {
 
     /// One acquisition attempt (see [`attempt_on`]).
     pub(crate) async fn attempt(&self, claim: Claim<'_>) -> Result<Attempt, LockError> {
+        if let Some((acks, links)) = &self.acks {
+            return Box::pin(Self::on_links(
+                links,
+                claim.key,
+                claim.redis_key,
+                async |conn, bound| attempt_acked_on(conn, bound, claim, acks).await,
+            ))
+            .await;
+        }
         self.on(claim.key, claim.redis_key, async |conn, bound| {
             attempt_on(conn, bound, claim).await
         })
@@ -127,6 +189,15 @@ impl Node {
 
     /// Compare-and-pexpire; `false` when the token no longer holds the lock.
     pub(crate) async fn extend(&self, lock: Holding<'_>, ttl_ms: u64) -> Result<bool, LockError> {
+        if let Some((acks, links)) = &self.acks {
+            return Box::pin(Self::on_links(
+                links,
+                lock.key,
+                lock.redis_key,
+                async |conn, bound| extend_acked_on(conn, bound, lock, ttl_ms, acks).await,
+            ))
+            .await;
+        }
         self.on(lock.key, lock.redis_key, async |conn, bound| {
             extend_on(conn, bound, lock, ttl_ms).await
         })
@@ -192,6 +263,77 @@ pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
         eval.arg(caller);
     }
     eval_on(conn, bound, claim.key, &eval).await
+}
+
+/// [`attempt_on`] with `WAIT` for the replicas pipelined after the write, in the same round
+/// trip: a lock taken but not acknowledged by enough replicas is [`Attempt::NotReplicated`].
+async fn attempt_acked_on<C: ConnectionLike + Send>(
+    conn: &mut C,
+    bound: Bound<'_>,
+    claim: Claim<'_>,
+    acks: &ReplicaAcks,
+) -> Result<Attempt, LockError> {
+    let checked = |attempt: Attempt, acked: usize| match attempt {
+        Attempt::Acquired(_) if acked < acks.replicas => Attempt::NotReplicated {
+            acked,
+            required: acks.replicas,
+        },
+        other => other,
+    };
+    if claim.likely_free {
+        let mut set = Cmd::with_capacity(6, 64 + claim.redis_key.len());
+        set.arg("SET")
+            .arg(claim.redis_key)
+            .arg(claim.token)
+            .arg("NX")
+            .arg("PX")
+            .arg(claim.ttl_ms);
+        let mut incr = Cmd::with_capacity(2, 8 + claim.fence_key.len());
+        incr.arg("INCR").arg(claim.fence_key);
+        let mut pipe = redis::Pipeline::with_capacity(3);
+        pipe.add_command(set)
+            .add_command(incr)
+            .add_command(acks.wait_cmd());
+        let (set, fence, acked): (redis::Value, u64, usize) =
+            query_on(conn, bound, claim.key, &pipe).await?;
+        if set != redis::Value::Nil {
+            return Ok(checked(Attempt::Acquired(fence), acked));
+        }
+    }
+    let mut eval = Eval::new(&scripts::ACQUIRE, 2, 5, claim.redis_key.len() + 128);
+    eval.arg(claim.redis_key)
+        .arg(claim.fence_key)
+        .arg(claim.token)
+        .arg(claim.ttl_ms);
+    if let Some(caller) = claim.caller {
+        eval.arg(caller);
+    }
+    let (attempt, acked): (Attempt, usize) =
+        eval_then_on(conn, bound, claim.key, &eval, &acks.wait_cmd()).await?;
+    Ok(checked(attempt, acked))
+}
+
+/// [`extend_on`] with `WAIT` for the replicas pipelined after it: a renewal that too few
+/// replicas acknowledged is [`LockError::NotReplicated`] (the lease is not counted as renewed).
+async fn extend_acked_on<C: ConnectionLike + Send>(
+    conn: &mut C,
+    bound: Bound<'_>,
+    lock: Holding<'_>,
+    ttl_ms: u64,
+    acks: &ReplicaAcks,
+) -> Result<bool, LockError> {
+    let mut eval = Eval::new(&scripts::EXTEND, 1, 3, lock.redis_key.len() + 64);
+    eval.arg(lock.redis_key).arg(lock.token).arg(ttl_ms);
+    let (renewed, acked): (i64, usize) =
+        eval_then_on(conn, bound, lock.key, &eval, &acks.wait_cmd()).await?;
+    if renewed == 1 && acked < acks.replicas {
+        return Err(LockError::NotReplicated {
+            key: lock.key.to_owned(),
+            acknowledged: acked,
+            required: acks.replicas,
+        });
+    }
+    Ok(renewed == 1)
 }
 
 /// Compare-and-delete on `conn` with `script`; `false` when the token no longer holds the lock.
@@ -267,6 +409,30 @@ pub(crate) async fn eval_on<C: ConnectionLike + Send, T: redis::FromRedisValue>(
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 eval.script.load_async(conn).await?;
                 eval.cmd.query_async(conn).await
+            }
+            other => other,
+        }
+    };
+    let value = bound.run(key, request).await?;
+    redis::from_redis_value(value).map_err(|e| LockError::redis(key, redis::RedisError::from(e)))
+}
+
+/// Runs `eval` and then `then` in one pipeline, bounded; after `NOSCRIPT` loads the script and
+/// runs both again.
+async fn eval_then_on<C: ConnectionLike + Send, T: redis::FromRedisValue>(
+    conn: &mut C,
+    bound: Bound<'_>,
+    key: &str,
+    eval: &Eval<'_>,
+    then: &Cmd,
+) -> Result<T, LockError> {
+    let mut pipe = redis::Pipeline::with_capacity(2);
+    pipe.add_command(eval.cmd.clone()).add_command(then.clone());
+    let request = async {
+        match pipe.query_async::<redis::Value>(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                eval.script.load_async(conn).await?;
+                pipe.query_async(conn).await
             }
             other => other,
         }

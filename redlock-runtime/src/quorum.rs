@@ -330,6 +330,14 @@ impl Tally {
                     };
                 }
                 Ok(Attempt::WrongType(found)) => tally.wrong_type = Some(found),
+                Ok(Attempt::NotReplicated { acked, required }) => {
+                    tracing::debug!(
+                        acked,
+                        required,
+                        "redlock master's replicas did not acknowledge the attempt"
+                    );
+                    tally.failed += 1;
+                }
                 Ok(Attempt::HeldByThisTask) => {
                     tally.busy += 1;
                     tally.held_by_this_task = true;

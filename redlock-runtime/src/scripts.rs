@@ -116,6 +116,13 @@ pub(crate) enum Attempt {
     Busy(Option<u64>),
     /// Held by a plain guard of the calling task (see [`Claim::caller`]).
     HeldByThisTask,
+    /// Taken, but fewer replicas than required acknowledged it: to be given back.
+    NotReplicated {
+        /// Replicas that acknowledged.
+        acked: usize,
+        /// Replicas required.
+        required: usize,
+    },
     /// The key holds another Redis type.
     WrongType(String),
 }

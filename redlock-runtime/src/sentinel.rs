@@ -23,7 +23,7 @@ use std::time::Duration;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 
 use crate::error::LockError;
-use crate::node::Node;
+use crate::node::{Node, ReplicaAcks};
 use crate::scripts::{Attempt, Claim, Holding};
 use crate::wait::Subscription;
 
@@ -35,6 +35,7 @@ pub(crate) struct SentinelNode {
     op_timeout: Duration,
     notifications: bool,
     connections: usize,
+    acks: Option<ReplicaAcks>,
 }
 
 impl SentinelNode {
@@ -44,6 +45,7 @@ impl SentinelNode {
         op_timeout: Duration,
         notifications: bool,
         connections: usize,
+        acks: Option<ReplicaAcks>,
     ) -> redis::RedisResult<Self> {
         #[allow(unused_mut)]
         let mut node_info = SentinelNodeConnectionInfo::default();
@@ -69,6 +71,7 @@ impl SentinelNode {
             op_timeout,
             notifications,
             connections,
+            acks,
         })
     }
 
@@ -101,12 +104,15 @@ impl SentinelNode {
             Ok(client) => client.map_err(|e| LockError::redis(key, e))?,
             Err(_) => return Err(LockError::no_answer(key, limit)),
         };
-        let node = Arc::new(Node::new(
-            client,
-            self.op_timeout,
-            self.notifications,
-            self.connections,
-        ));
+        let node = Arc::new(
+            Node::new(
+                client,
+                self.op_timeout,
+                self.notifications,
+                self.connections,
+            )
+            .acknowledged(self.acks, self.op_timeout, self.connections),
+        );
         tracing::debug!(master = %node.addr(), "sentinels named the master");
         *self.master.lock().unwrap_or_else(|e| e.into_inner()) = Some(node.clone());
         Ok(node)

@@ -249,6 +249,45 @@ impl RedisServer {
         Self::spawn_with(ServerOptions::new())
     }
 
+    /// Start a replica of `primary` (a TCP server; `--replicaof`) and wait until it is in sync
+    /// (`master_link_status:up`), so writes acknowledged with `WAIT 1` from then on have
+    /// reached it.
+    ///
+    /// ```no_run
+    /// use redlock_runtime::testing::RedisServer;
+    ///
+    /// let primary = RedisServer::spawn()?;
+    /// let replica = RedisServer::spawn_replica_of(&primary)?;
+    /// replica.pause()?; // a replica that stops acknowledging
+    /// # Ok::<(), redlock_runtime::testing::ServerError>(())
+    /// ```
+    pub fn spawn_replica_of(primary: &RedisServer) -> Result<RedisServer, ServerError> {
+        let port = primary.port().unwrap_or_default().to_string();
+        let mut options = ServerOptions::new()
+            .arg("--replicaof")
+            .arg("127.0.0.1")
+            .arg(port.as_str());
+        if let Some(password) = &primary.password {
+            options = options.arg("--masterauth").arg(password.as_str());
+        }
+        let replica = RedisServer::spawn_with(options)?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if replica
+                .command(&["INFO", "replication"])?
+                .contains("master_link_status:up")
+            {
+                return Ok(replica);
+            }
+            if Instant::now() >= deadline {
+                return Err(ServerError::Timeout {
+                    waited: READY_TIMEOUT,
+                });
+            }
+            std::thread::sleep(READY_POLL);
+        }
+    }
+
     /// Start a server with these options and wait until it answers `PING`.
     pub fn spawn_with(opts: ServerOptions) -> Result<RedisServer, ServerError> {
         let bin = find_binary(std::env::var_os(BIN_ENV), std::env::var_os("PATH"))?;
