@@ -4,8 +4,6 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tracing::Instrument;
-
 use crate::backend::Backend;
 use crate::error::LockError;
 use crate::guard::{LockGuard, Tag, Token};
@@ -161,7 +159,7 @@ impl LockManager {
             key,
             self.acquire_inner(&redis_key, settings, &token, caller.as_ref()),
         )
-        .instrument(span)
+        .in_span(span)
         .await
         .map(|(fence, sent)| {
             LockGuard::new(
