@@ -9,7 +9,6 @@ use crate::error::LockError;
 use crate::guard::{LockGuard, Tag, Token};
 use crate::options::{LockOptions, Settings};
 use crate::scripts::{Attempt, Claim};
-use crate::set::LockSet;
 use crate::wait::{Backoff, Subscription};
 
 /// Default key prefix: lock `account:7` lives at Redis key `lock:account:7`.
@@ -377,60 +376,6 @@ impl LockManager {
             }
         }
         Ok(guards)
-    }
-
-    /// Acquires `key`, runs `body` while renewing the lease, then releases.
-    ///
-    /// `body` receives the guard (shared, so the future it returns may keep it). When the lock is
-    /// found lost while `body` runs, `body` is dropped and the call returns [`LockError::Lost`].
-    /// A failed release after a finished body is logged, not returned: the body's result stands
-    /// and the lease expires by itself.
-    ///
-    /// This is the same locked call as the attribute's (see [`crate::run`]): nested inside
-    /// another locked call of the same task that holds `key` (`with_lock`, `with_locks` or an
-    /// attributed function), it shares that lock instead of waiting for it; a key held by a
-    /// plain [`LockGuard`] of the same task fails at once with [`LockError::HeldByThisTask`].
-    pub async fn with_lock<F, Fut, T>(
-        &self,
-        key: &str,
-        options: &LockOptions,
-        body: F,
-    ) -> Result<T, LockError>
-    where
-        F: FnOnce(Arc<LockGuard>) -> Fut,
-        Fut: std::future::Future<Output = T>,
-    {
-        let mut keys = [key.to_owned()];
-        let taken = crate::run::enter(self, &mut keys, options).await;
-        crate::run::run(
-            taken,
-            |set| {
-                let guard = set.shared()[0].clone();
-                async move { Ok(body(guard).await) }
-            },
-            Err,
-        )
-        .await
-    }
-
-    /// Acquires `keys` together (deduplicated, in sorted order, all or nothing, as
-    /// [`Self::acquire_many`]), runs `body` while renewing every lease, then releases: the
-    /// several-key form of [`Self::with_lock`], with the same sharing of keys held by enclosing
-    /// locked calls of the task.
-    pub async fn with_locks<K, F, Fut, T>(
-        &self,
-        keys: &[K],
-        options: &LockOptions,
-        body: F,
-    ) -> Result<T, LockError>
-    where
-        K: AsRef<str>,
-        F: FnOnce(LockSet) -> Fut,
-        Fut: std::future::Future<Output = T>,
-    {
-        let mut keys: Vec<String> = keys.iter().map(|key| key.as_ref().to_owned()).collect();
-        let taken = crate::run::enter(self, &mut keys, options).await;
-        crate::run::run(taken, |set| async move { Ok(body(set).await) }, Err).await
     }
 }
 

@@ -1,8 +1,8 @@
 //! Running a body under a set of locks: the one path behind [`LockManager::with_lock`],
-//! [`LockManager::with_locks`] and the attribute.
+//! [`LockManager::with_locks`] (both defined here) and the attribute.
 //!
-//! A locked call takes its keys ([`enter`]), then runs its body while renewing the leases,
-//! drops the body when a lock is lost, and releases what it took ([`run`]). Reentrancy has one
+//! A locked call takes its keys (`enter`), then runs its body while renewing the leases,
+//! drops the body when a lock is lost, and releases what it took (`run`). Reentrancy has one
 //! rule, the same for every entry point:
 //!
 //! - A locked call inside another locked call of the same task (the body's future, however
@@ -15,18 +15,72 @@
 //!   it does not see, and waiting would only wait for itself. (The guard's token in Redis names
 //!   its task; see `guard::Token`.)
 //! - A plain `acquire_with` never shares: it waits for a busy key whoever holds it.
-//!
-//! [`LockGuard`]: crate::LockGuard
 
 use std::future::Future;
 use std::sync::Arc;
 
 use crate::error::LockError;
-use crate::guard::release_after;
+use crate::guard::{release_after, LockGuard};
 use crate::manager::LockManager;
 use crate::options::LockOptions;
 use crate::renew;
 use crate::set::LockSet;
+
+impl LockManager {
+    /// Acquires `key`, runs `body` while renewing the lease, then releases.
+    ///
+    /// `body` receives the guard (shared, so the future it returns may keep it). When the lock is
+    /// found lost while `body` runs, `body` is dropped and the call returns [`LockError::Lost`].
+    /// A failed release after a finished body is logged, not returned: the body's result stands
+    /// and the lease expires by itself.
+    ///
+    /// This is the same locked call as the attribute's (see [`crate::run`]): nested inside
+    /// another locked call of the same task that holds `key` (`with_lock`, `with_locks` or an
+    /// attributed function), it shares that lock instead of waiting for it; a key held by a
+    /// plain [`LockGuard`] of the same task fails at once with [`LockError::HeldByThisTask`].
+    pub async fn with_lock<F, Fut, T>(
+        &self,
+        key: &str,
+        options: &LockOptions,
+        body: F,
+    ) -> Result<T, LockError>
+    where
+        F: FnOnce(Arc<LockGuard>) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let mut keys = [key.to_owned()];
+        let taken = enter(self, &mut keys, options).await;
+        run(
+            taken,
+            |set| {
+                let guard = set.shared()[0].clone();
+                async move { Ok(body(guard).await) }
+            },
+            Err,
+        )
+        .await
+    }
+
+    /// Acquires `keys` together (deduplicated, in sorted order, all or nothing, as
+    /// [`Self::acquire_many`]), runs `body` while renewing every lease, then releases: the
+    /// several-key form of [`Self::with_lock`], with the same sharing of keys held by enclosing
+    /// locked calls of the task.
+    pub async fn with_locks<K, F, Fut, T>(
+        &self,
+        keys: &[K],
+        options: &LockOptions,
+        body: F,
+    ) -> Result<T, LockError>
+    where
+        K: AsRef<str>,
+        F: FnOnce(LockSet) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let mut keys: Vec<String> = keys.iter().map(|key| key.as_ref().to_owned()).collect();
+        let taken = enter(self, &mut keys, options).await;
+        run(taken, |set| async move { Ok(body(set).await) }, Err).await
+    }
+}
 
 /// The locks taken by one enclosing locked call of the current task, and those of the calls
 /// around it.
@@ -40,7 +94,7 @@ struct Scope {
 
 impl Scope {
     /// The guard of `key` held through `manager`, by this call or an enclosing one.
-    fn find(&self, manager: usize, key: &str) -> Option<&Arc<crate::LockGuard>> {
+    fn find(&self, manager: usize, key: &str) -> Option<&Arc<LockGuard>> {
         let mut scope = Some(self);
         while let Some(held) = scope {
             if held.manager == manager {
