@@ -1,7 +1,7 @@
 //! `#[distributed_lock]` end to end, against a real `redis-server` per test.
 //!
-//! Every locked function takes its manager as a parameter (`client = locks`): each
-//! `#[tokio::test]` has its own runtime, so the process-global manager is not used.
+//! Every locked function takes its manager as a parameter (`client = locks`), so that each test
+//! has a server of its own; `tests/runtimes.rs` uses the process-global manager.
 
 mod common;
 
