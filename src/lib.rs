@@ -78,6 +78,7 @@
 //!
 //! The runtime API ([`LockManager`], [`LockGuard`], [`LockManager::with_lock`]) serves code that
 //! locks by hand; [`testing`] (feature `testing`) starts real `redis-server` processes for tests.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use redlock_macros::distributed_lock;
 pub use redlock_runtime::{
@@ -88,6 +89,7 @@ pub use redlock_runtime::{
 
 /// Real `redis-server` processes for tests (feature `testing`).
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub use redlock_runtime::testing;
 
 #[doc(hidden)]

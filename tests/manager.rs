@@ -268,8 +268,8 @@ async fn fencing_tokens_increase_across_acquisitions_and_expiry() {
     let locks = manager(&server);
     let other = manager(&server);
     let mut last = 0;
-    for i in 0..1000 {
-        let by = if i % 2 == 0 { &locks } else { &other };
+    for i in 0..1000u32 {
+        let by = if i.is_multiple_of(2) { &locks } else { &other };
         let guard = by
             .acquire_with("fenced", &common::options(10_000, 1_000))
             .await

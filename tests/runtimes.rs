@@ -96,8 +96,8 @@ fn the_global_manager_keeps_working_across_runtimes_created_and_dropped_one_afte
     .expect("the only install of this test binary");
     // As `#[tokio::test]`s do: each its own runtime, dropped at its end.
     let mut tokens = Vec::new();
-    for round in 0..4 {
-        let runtime = if round % 2 == 0 {
+    for round in 0..4u32 {
+        let runtime = if round.is_multiple_of(2) {
             current_thread()
         } else {
             multi_thread()

@@ -66,7 +66,7 @@ fn parse(lit: &LitStr, option: &str) -> syn::Result<Duration> {
 }
 
 fn millis(lit: &LitStr, option: &str, duration: Duration) -> syn::Result<u64> {
-    if duration.subsec_nanos() % 1_000_000 != 0 {
+    if !duration.subsec_nanos().is_multiple_of(1_000_000) {
         let rounded = duration.as_millis() + 1;
         return Err(syn::Error::new(
             lit.span(),

@@ -1,5 +1,5 @@
-//! The `#[distributed_lock]` attribute of [redlock](https://docs.rs/redlock). Use it through the
-//! `redlock` crate: expansions refer to `::redlock::__private`.
+//! The `#[distributed_lock]` attribute of [redlock-attr](https://docs.rs/redlock-attr). Use it
+//! through that crate, imported as `redlock`: expansions refer to `::redlock::__private`.
 
 mod args;
 mod diag;

@@ -155,6 +155,7 @@ impl LockManagerBuilder {
     /// TLS is rustls with the `ring` provider, installed as the process default when a
     /// `rediss://` manager is built and the application has installed none.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         let mut tls = self.tls.take().unwrap_or(redis::TlsCertificates {
             client_tls: None,
@@ -168,6 +169,7 @@ impl LockManagerBuilder {
     /// Present this client certificate and key (PEM) to `rediss://` servers that require
     /// mutual TLS (`tls-auth-clients yes`) (feature `tls`).
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_client_certificate(
         mut self,
         cert_pem: impl Into<Vec<u8>>,
@@ -246,7 +248,7 @@ impl LockManagerBuilder {
             ),
             Target::Redlock(urls) => {
                 check_urls("redlock", urls)?;
-                if urls.len() % 2 == 0 {
+                if urls.len().is_multiple_of(2) {
                     tracing::warn!(
                         masters = urls.len(),
                         "redlock over an even number of masters tolerates no more failures \
@@ -463,6 +465,7 @@ impl LockManager {
     /// `cluster`). Each lock lives on the master of its key's slot; see the
     /// [`cluster`](crate::cluster) module.
     #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub fn cluster<I, S>(urls: I) -> Result<Self, LockError>
     where
         I: IntoIterator<Item = S>,
@@ -473,6 +476,7 @@ impl LockManager {
 
     /// Starts building a manager over a Redis Cluster (feature `cluster`).
     #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub fn builder_cluster<I, S>(urls: I) -> LockManagerBuilder
     where
         I: IntoIterator<Item = S>,
@@ -485,6 +489,7 @@ impl LockManager {
     /// (feature `sentinel`). After a failover, new locks go to the new master; see the
     /// [`sentinel`](crate::sentinel) module for the failover caveat.
     #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
     pub fn sentinel<I, S>(sentinel_urls: I, service: &str) -> Result<Self, LockError>
     where
         I: IntoIterator<Item = S>,
@@ -495,6 +500,7 @@ impl LockManager {
 
     /// Starts building a manager on a master named by Redis Sentinel (feature `sentinel`).
     #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
     pub fn builder_sentinel<I, S>(sentinel_urls: I, service: &str) -> LockManagerBuilder
     where
         I: IntoIterator<Item = S>,

@@ -158,7 +158,7 @@ impl LockError {
 /// `1.5s`, `250ms`: durations in messages, rounded to the millisecond.
 fn humanize(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms >= 1000 && ms % 1000 == 0 {
+    if ms >= 1000 && ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms >= 1000 {
         format!("{:.3}s", d.as_secs_f64())

@@ -1,4 +1,4 @@
-//! Runtime of [redlock](https://docs.rs/redlock): distributed locks kept in Redis.
+//! Runtime of [redlock-attr](https://docs.rs/redlock-attr): distributed locks kept in Redis.
 //!
 //! Most users write `#[redlock::distributed_lock(...)]` and never touch this crate directly; it
 //! holds what the attribute expands to, and an API for code that locks by hand:
@@ -44,7 +44,7 @@
 //! (one shared pub/sub connection per manager), looks once more, then sleeps until a notice, the
 //! next backoff step (exponential, full jitter), the holder's remaining lease, or the deadline,
 //! whichever comes first.
-
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 #[doc(hidden)]
@@ -53,6 +53,7 @@ mod backend;
 mod background;
 mod builder;
 #[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod cluster;
 mod deadline;
 mod error;
@@ -69,9 +70,11 @@ pub mod renew;
 pub mod run;
 mod scripts;
 #[cfg(feature = "sentinel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
 pub mod sentinel;
 mod set;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod wait;
 

@@ -173,7 +173,7 @@ fn check_ttl(ttl: Duration) -> Result<(), LockError> {
             "ttl must be at least 1ms, got {ttl:?}"
         )));
     }
-    if ttl.subsec_nanos() % 1_000_000 != 0 {
+    if !ttl.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(LockError::Config(format!(
             "ttl must be whole milliseconds, got {ttl:?}"
         )));
