@@ -133,14 +133,13 @@ impl ClusterNode {
                 // On the library's runtime, which drives the connection's tasks for every
                 // runtime of the process.
                 let client = self.client.clone();
-                let connect =
-                    crate::background::run(async move { client.get_async_connection().await });
-                let mut conn = match tokio::time::timeout(limit, connect).await {
-                    Ok(conn) => conn
+                let connect = async {
+                    crate::background::run(async move { client.get_async_connection().await })
+                        .await
                         .and_then(|conn| conn)
-                        .map_err(|e| LockError::redis(key, e))?,
-                    Err(_) => return Err(LockError::no_answer(key, limit)),
+                        .map_err(|e| LockError::redis(key, e))
                 };
+                let mut conn = crate::deadline::within(limit, key, connect).await?;
                 crate::scripts::load_all(&mut conn, key, limit).await?;
                 Ok(conn)
             })

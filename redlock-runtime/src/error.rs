@@ -121,13 +121,22 @@ impl LockError {
 
     /// A Redis round trip that did not finish within `limit`.
     pub(crate) fn no_answer(key: &str, limit: Duration) -> Self {
-        let io = std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("redis did not answer within {}", humanize(limit)),
-        );
-        Self::redis(key, redis::RedisError::from(io))
+        Self::redis(
+            key,
+            timed_out(&format!("redis did not answer within {}", humanize(limit))),
+        )
     }
+}
 
+/// A client error for a step that did not finish in time (`what` says which).
+pub(crate) fn timed_out(what: &str) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        what.to_owned(),
+    ))
+}
+
+impl LockError {
     /// Whether the connection broke under the request (reset, broken pipe, closed) while the
     /// server was reachable before: the connection is replaced at once, so an idempotent request
     /// may be sent again right away.

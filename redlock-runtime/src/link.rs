@@ -121,10 +121,10 @@ impl Bound<'_> {
         request: impl std::future::Future<Output = RedisResult<T>>,
     ) -> Result<T, LockError> {
         match self {
-            Bound::Timer(limit) => match tokio::time::timeout(limit, request).await {
-                Ok(result) => result.map_err(|e| LockError::redis(key, e)),
-                Err(_) => Err(LockError::no_answer(key, limit)),
-            },
+            Bound::Timer(limit) => {
+                let request = async { request.await.map_err(|e| LockError::redis(key, e)) };
+                crate::deadline::within(limit, key, request).await
+            }
             Bound::Watched(watch) => {
                 let (number, closed) = watch.begin();
                 let result = request.await;
@@ -210,10 +210,7 @@ impl Link {
             }
         }
         let limit = shared.op_timeout;
-        let outcome = match tokio::time::timeout(limit, shared.open(key, runtime)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(LockError::no_answer(key, limit)),
-        };
+        let outcome = crate::deadline::within(limit, key, shared.open(key, runtime)).await;
         match outcome {
             Ok(live) => {
                 *last_failure = None;

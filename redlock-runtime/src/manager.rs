@@ -297,10 +297,9 @@ impl LockManager {
                 let subscribed = tokio::time::timeout(left, inner.backend.subscribe(redis_key))
                     .await
                     .unwrap_or_else(|_| {
-                        Some(Err(redis::RedisError::from(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
+                        Some(Err(crate::error::timed_out(
                             "subscribing outlasted the wait",
-                        ))))
+                        )))
                     });
                 match subscribed {
                     Some(Ok(sub)) => {

@@ -152,12 +152,7 @@ impl Quorum {
                     return Some(Ok(subscription));
                 }
                 Ok(Some(Err(e))) => last = Some(e),
-                Err(_) => {
-                    last = Some(redis::RedisError::from(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "subscribe timed out",
-                    )))
-                }
+                Err(_) => last = Some(crate::error::timed_out("subscribe timed out")),
             }
         }
         last.map(Err)
@@ -353,15 +348,12 @@ impl Tally {
 }
 
 /// `future`, or a "no answer" error after `limit`.
-async fn bounded<T>(
-    key: &str,
+fn bounded<'a, T: 'a>(
+    key: &'a str,
     limit: Duration,
-    future: impl std::future::Future<Output = Result<T, LockError>>,
-) -> Result<T, LockError> {
-    match tokio::time::timeout(limit, future).await {
-        Ok(result) => result,
-        Err(_) => Err(LockError::no_answer(key, limit)),
-    }
+    future: impl std::future::Future<Output = Result<T, LockError>> + 'a,
+) -> impl std::future::Future<Output = Result<T, LockError>> + 'a {
+    crate::deadline::within(limit, key, future)
 }
 
 #[cfg(test)]

@@ -51,17 +51,19 @@ pub(crate) async fn load_all<C: redis::aio::ConnectionLike + Send>(
     for code in [ACQUIRE_LUA, RELEASE_LUA, EXTEND_LUA] {
         pipe.cmd("SCRIPT").arg("LOAD").arg(code).ignore();
     }
-    match tokio::time::timeout(limit, pipe.query_async::<()>(conn)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) if e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error() => {
-            Err(crate::LockError::redis(key, e))
+    let load = async {
+        match pipe.query_async::<()>(conn).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error() => {
+                Err(crate::LockError::redis(key, e))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "loading the scripts was refused");
+                Ok(())
+            }
         }
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "loading the scripts was refused");
-            Ok(())
-        }
-        Err(_) => Err(crate::LockError::no_answer(key, limit)),
-    }
+    };
+    crate::deadline::within(limit, key, load).await
 }
 
 /// A lock as its holder names it: what release and extend act on.

@@ -100,10 +100,13 @@ impl SentinelNode {
             return Ok(node); // found by another task meanwhile
         }
         let limit = self.op_timeout;
-        let client = match tokio::time::timeout(limit, sentinels.async_get_client()).await {
-            Ok(client) => client.map_err(|e| LockError::redis(key, e))?,
-            Err(_) => return Err(LockError::no_answer(key, limit)),
+        let lookup = async {
+            sentinels
+                .async_get_client()
+                .await
+                .map_err(|e| LockError::redis(key, e))
         };
+        let client = crate::deadline::within(limit, key, lookup).await?;
         let node = Arc::new(
             Node::new(
                 client,

@@ -150,13 +150,6 @@ impl PubSub {
     }
 }
 
-fn timed_out(what: &str) -> redis::RedisError {
-    redis::RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!("{what} timed out"),
-    ))
-}
-
 impl Notices {
     pub(crate) fn new(client: &redis::Client, op_timeout: Duration) -> Self {
         let info = client.get_connection_info().clone();
@@ -217,7 +210,7 @@ impl Notices {
                             );
                         match tokio::time::timeout(self.op_timeout, connect).await {
                             Ok(conn) => conn?.map(PubSub::Cluster),
-                            Err(_) => Err(timed_out("connecting to the cluster")),
+                            Err(_) => Err(crate::error::timed_out("connecting to the cluster")),
                         }
                     }
                 }
@@ -260,7 +253,7 @@ impl Notices {
                     crate::background::run(async move { conn.subscribe(&channel).await });
                 match tokio::time::timeout(limit, subscribe).await {
                     Ok(result) => result?,
-                    Err(_) => Err(timed_out("subscribe")),
+                    Err(_) => Err(crate::error::timed_out("subscribe")),
                 }
             })
             .await?;
