@@ -8,11 +8,12 @@ use std::time::Duration;
 use crate::backend::Backend;
 use crate::error::LockError;
 use crate::fence;
-use crate::manager::{Config, Inner, LockManager, DEFAULT_PREFIX};
+use crate::manager::{LockManager, DEFAULT_PREFIX};
 use crate::node::{Node, ReplicaAcks};
 use crate::options::LockOptions;
 use crate::quorum::Quorum;
 use crate::redact;
+use crate::shared::{Config, Inner};
 
 /// Default number of command connections per Redis server.
 const DEFAULT_CONNECTIONS: usize = 2;

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use crate::error::LockError;
-use crate::manager::Inner;
+use crate::lease::{drift, lease_end, nanos};
 use crate::scripts::Holding;
+use crate::shared::Inner;
 
 const HELD: u8 = 0;
 const RELEASED: u8 = 1;
@@ -44,12 +45,6 @@ impl std::fmt::Debug for LockGuard {
             .field("remaining", &self.remaining())
             .finish_non_exhaustive()
     }
-}
-
-/// Allowance for clock drift between this process and Redis: 1% of the lease plus 2 ms, as in
-/// the Redlock algorithm.
-pub(crate) fn drift(ttl: Duration) -> Duration {
-    ttl / 100 + Duration::from_millis(2)
 }
 
 /// A holder's token: 128 random bits (uuid v4) as 32 lowercase hex digits, then a 16-digit
@@ -321,15 +316,6 @@ fn not_ours(error: LockError) -> Result<bool, LockError> {
         LockError::Redis { source, .. } if source.code() == Some("WRONGTYPE") => Ok(false),
         _ => Err(error),
     }
-}
-
-fn lease_end(sent: Instant, ttl: Duration) -> Instant {
-    sent + ttl.saturating_sub(drift(ttl))
-}
-
-/// `duration` in whole nanoseconds (saturating: 584 years).
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 async fn release(manager: &Inner, lock: Holding<'_>, taken: Instant) -> Result<(), LockError> {

@@ -44,6 +44,24 @@
 //! (one shared pub/sub connection per manager), looks once more, then sleeps until a notice, the
 //! next backoff step (exponential, full jitter), the holder's remaining lease, or the deadline,
 //! whichever comes first.
+//!
+//! # Layers
+//!
+//! Modules import only from layers below them (no import circle), from the bottom up:
+//!
+//! 1. Leaves: `error`, `options` (defaults resolved in one place), `lease` (lease arithmetic),
+//!    `redact`, `deadline` (bounds in the caller's task), `background` (the library's own
+//!    connection thread), `metrics`, `fence`, `scripts`, `cluster_client`.
+//! 2. One connection: `link` (per runtime, watched). Release notices: `wait`.
+//! 3. Deployments: `node` (one server), then [`quorum`] (Redlock), `cluster`, `sentinel`, and
+//!    `backend`, which picks among them.
+//! 4. `shared` (a manager's deployment and settings), then what holds a lock: `guard`, `set`,
+//!    [`renew`].
+//! 5. [`LockManager`] (`manager`: acquisition, the global manager), then [`run`] (the one path
+//!    for locked calls, `with_lock` and `with_locks` among them), then `builder` and
+//!    `__private` (the attribute's adapters).
+//!
+//! `testing` (feature `testing`) sits apart, on the public API.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
@@ -55,10 +73,13 @@ mod builder;
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod cluster;
+#[cfg(feature = "cluster")]
+mod cluster_client;
 mod deadline;
 mod error;
 pub mod fence;
 mod guard;
+mod lease;
 mod link;
 mod manager;
 pub mod metrics;
@@ -73,6 +94,7 @@ mod scripts;
 #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
 pub mod sentinel;
 mod set;
+mod shared;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

@@ -4,11 +4,12 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::backend::Backend;
 use crate::error::LockError;
 use crate::guard::{LockGuard, Tag, Token};
+use crate::lease::answered_in_time;
 use crate::options::{LockOptions, Settings};
 use crate::scripts::{Attempt, Claim};
+use crate::shared::Inner;
 use crate::wait::{Backoff, Subscription};
 
 /// Default key prefix: lock `account:7` lives at Redis key `lock:account:7`.
@@ -41,23 +42,6 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 #[derive(Clone)]
 pub struct LockManager {
     pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) config: Config,
-    pub(crate) backend: Backend,
-}
-
-/// Settings of a manager, fixed when it is built.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) prefix: String,
-    pub(crate) defaults: LockOptions,
-    pub(crate) op_timeout: Duration,
-    pub(crate) backoff_min: Duration,
-    pub(crate) backoff_max: Duration,
-    pub(crate) fence_key: String,
-    pub(crate) connections: usize,
 }
 
 impl std::fmt::Debug for LockManager {
@@ -405,15 +389,6 @@ fn retryable(error: &LockError) -> bool {
     }
 }
 
-impl Inner {
-    pub(crate) fn redis_key(&self, key: &str) -> String {
-        let mut full = String::with_capacity(self.config.prefix.len() + key.len());
-        full.push_str(&self.config.prefix);
-        full.push_str(key);
-        full
-    }
-}
-
 static GLOBAL: OnceLock<LockManager> = OnceLock::new();
 
 /// Installs the process-global manager used by `#[distributed_lock]` without `client = ...`.
@@ -436,12 +411,6 @@ pub fn global() -> Result<&'static LockManager, LockError> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
     let manager = LockManager::new(&url)?;
     Ok(GLOBAL.get_or_init(|| manager))
-}
-
-/// Whether an answer to an attempt sent at `sent` came while its lease surely still ran: within
-/// the ttl less 1% for the clocks of this machine and Redis running at different rates.
-fn answered_in_time(sent: Instant, ttl: Duration) -> bool {
-    sent.elapsed() < ttl - ttl / 100
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use crate::error::LockError;
-use crate::guard::drift;
+use crate::lease::drift;
 use crate::node::Node;
 use crate::scripts::{self, Attempt, Claim, Holding};
 use crate::wait::Subscription;

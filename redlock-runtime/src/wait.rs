@@ -121,7 +121,7 @@ enum Source {
     /// A Redis Cluster: sharded pub/sub (`SSUBSCRIBE` / `SPUBLISH`), each key's channel on the
     /// master of its slot.
     #[cfg(feature = "cluster")]
-    Cluster(Arc<crate::cluster::ClusterSettings>),
+    Cluster(Arc<crate::cluster_client::ClusterSettings>),
 }
 
 /// The pub/sub connection: RESP3, pushes delivered to [`dispatch`].
@@ -164,7 +164,7 @@ impl Notices {
 
     /// Release notices of a Redis Cluster, over sharded pub/sub.
     #[cfg(feature = "cluster")]
-    pub(crate) fn cluster(settings: Arc<crate::cluster::ClusterSettings>) -> Self {
+    pub(crate) fn cluster(settings: Arc<crate::cluster_client::ClusterSettings>) -> Self {
         let op_timeout = settings.op_timeout;
         Self::with_source(Source::Cluster(settings), op_timeout)
     }

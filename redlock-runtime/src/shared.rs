@@ -1,0 +1,34 @@
+//! What a manager and its guards share: the deployment the locks live on and the manager's
+//! settings. A guard holds this, not the manager, so guards sit below the manager.
+
+use std::time::Duration;
+
+use crate::backend::Backend;
+use crate::options::LockOptions;
+
+/// A manager's deployment and settings, behind its `Arc`.
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) backend: Backend,
+}
+
+/// Settings of a manager, fixed when it is built.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) prefix: String,
+    pub(crate) defaults: LockOptions,
+    pub(crate) op_timeout: Duration,
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) fence_key: String,
+    pub(crate) connections: usize,
+}
+
+impl Inner {
+    pub(crate) fn redis_key(&self, key: &str) -> String {
+        let mut full = String::with_capacity(self.config.prefix.len() + key.len());
+        full.push_str(&self.config.prefix);
+        full.push_str(key);
+        full
+    }
+}
