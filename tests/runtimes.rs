@@ -149,3 +149,38 @@ fn outside_a_tokio_runtime_calls_fail_with_a_config_error_instead_of_panicking()
     let error = block_on_without_tokio(locks.ping()).unwrap_err();
     assert!(matches!(error, LockError::Config(_)), "{error:?}");
 }
+
+#[test]
+fn a_connection_attempt_stalled_on_an_idle_runtime_does_not_hold_up_another_runtime() {
+    let server = RedisServer::spawn().unwrap();
+    let locks = LockManager::builder(server.url())
+        .operation_timeout(Duration::from_millis(500))
+        .connections(1)
+        .build()
+        .unwrap();
+    // A task of the start-up runtime starts connecting while the server is frozen, and the
+    // runtime goes idle with the attempt under way.
+    server.pause().unwrap();
+    let start_up = current_thread();
+    start_up.block_on(async {
+        tokio::spawn({
+            let locks = locks.clone();
+            async move {
+                let _ = locks.acquire_with("stalled", &common::options(5_000, 0)).await;
+            }
+        });
+        for _ in 0..20 {
+            tokio::task::yield_now().await; // the task runs until it waits for the server
+        }
+    });
+    server.resume().unwrap();
+    // Another runtime connects on its own, not behind the stalled attempt.
+    let application = multi_thread();
+    let guard = application
+        .block_on(common::within(
+            locks.acquire_with("free", &common::options(5_000, 0)),
+        ))
+        .expect("acquired from the second runtime");
+    application.block_on(guard.release()).unwrap();
+    drop(start_up);
+}

@@ -40,8 +40,10 @@ struct Shared {
     op_timeout: Duration,
     /// The connections, one per runtime that used the link.
     live: ArcSwap<Vec<Arc<Live>>>,
-    /// One connection attempt at a time; the last failure, for those who waited on it.
-    connecting: tokio::sync::Mutex<Option<(Instant, RedisError)>>,
+    /// Per runtime, one connection attempt at a time, and the last failure for those who
+    /// waited on it. Per runtime: an attempt stalled on a runtime that went idle must not hold
+    /// up another runtime's.
+    connecting: std::sync::Mutex<Vec<(tokio::runtime::Id, Arc<Gate>)>>,
     generations: AtomicU64,
 }
 
@@ -171,7 +173,7 @@ impl Link {
                 client,
                 op_timeout,
                 live: ArcSwap::default(),
-                connecting: tokio::sync::Mutex::new(None),
+                connecting: std::sync::Mutex::default(),
                 generations: AtomicU64::new(0),
             }),
         }
@@ -199,7 +201,8 @@ impl Link {
     async fn connect(&self, key: &str, runtime: tokio::runtime::Id) -> Result<Conn<'_>, LockError> {
         let shared = &self.shared;
         let asked = Instant::now();
-        let mut last_failure = shared.connecting.lock().await;
+        let gate = shared.gate(runtime);
+        let mut last_failure = gate.lock().await;
         if let Some(live) = shared.find(runtime) {
             return Ok(self.hand_out(live)); // connected while this request waited
         }
@@ -254,7 +257,24 @@ fn current_runtime(key: &str) -> Result<tokio::runtime::Id, LockError> {
     }
 }
 
+/// One runtime's connection attempts, one at a time; the last failure.
+type Gate = tokio::sync::Mutex<Option<(Instant, RedisError)>>;
+
 impl Shared {
+    /// The connection attempts of `runtime` (those of runtimes nobody waits on are dropped).
+    fn gate(&self, runtime: tokio::runtime::Id) -> Arc<Gate> {
+        let mut gates = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+        gates.retain(|(id, gate)| *id == runtime || Arc::strong_count(gate) > 1);
+        match gates.iter().find(|(id, _)| *id == runtime) {
+            Some((_, gate)) => gate.clone(),
+            None => {
+                let gate = Arc::new(Gate::new(None));
+                gates.push((runtime, gate.clone()));
+                gate
+            }
+        }
+    }
+
     /// This runtime's connection, if it is still alive.
     fn find(&self, runtime: tokio::runtime::Id) -> Option<Arc<Live>> {
         self.live
