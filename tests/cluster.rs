@@ -267,3 +267,33 @@ fn a_cluster_fence_key_must_not_carry_a_hash_tag() {
         .unwrap_err();
     assert!(err.to_string().contains("braces"), "{err}");
 }
+
+#[test]
+fn a_cluster_connection_attempt_stalled_on_an_idle_runtime_does_not_hold_up_another_runtime() {
+    let cluster = cluster();
+    let locks = LockManager::builder_cluster(cluster.urls())
+        .operation_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    // A task of a start-up runtime starts the cluster connection while every master is frozen,
+    // and the runtime goes idle with the attempt under way.
+    for i in 0..cluster.len() {
+        cluster.master(i).pause().unwrap();
+    }
+    let start_up = common::runtime_left_idle_while_locking(&locks);
+    for i in 0..cluster.len() {
+        cluster.master(i).resume().unwrap();
+    }
+    let application = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let guard = application
+        .block_on(common::within(
+            locks.acquire_with("free", &common::options(5_000, 5_000)),
+        ))
+        .expect("acquired from the second runtime");
+    application.block_on(guard.release()).unwrap();
+    drop(start_up);
+}

@@ -161,18 +161,7 @@ fn a_connection_attempt_stalled_on_an_idle_runtime_does_not_hold_up_another_runt
     // A task of the start-up runtime starts connecting while the server is frozen, and the
     // runtime goes idle with the attempt under way.
     server.pause().unwrap();
-    let start_up = current_thread();
-    start_up.block_on(async {
-        tokio::spawn({
-            let locks = locks.clone();
-            async move {
-                let _ = locks.acquire_with("stalled", &common::options(5_000, 0)).await;
-            }
-        });
-        for _ in 0..20 {
-            tokio::task::yield_now().await; // the task runs until it waits for the server
-        }
-    });
+    let start_up = common::runtime_left_idle_while_locking(&locks);
     server.resume().unwrap();
     // Another runtime connects on its own, not behind the stalled attempt.
     let application = multi_thread();

@@ -38,11 +38,17 @@ use crate::wait::{Notices, Subscription};
 /// Number of hash slots of a Redis Cluster.
 const SLOTS: usize = 16384;
 
+/// A connection attempt's outcome, once it ended.
+type Attempting = tokio::sync::watch::Receiver<Option<Result<(), redis::RedisError>>>;
+
 /// A Redis Cluster that holds locks.
 pub(crate) struct ClusterNode {
     settings: Arc<ClusterSettings>,
     client: ClusterClient,
-    conn: tokio::sync::OnceCell<ClusterConnection>,
+    /// The connection, once opened.
+    conn: Arc<arc_swap::ArcSwapOption<ClusterConnection>>,
+    /// The connection attempt under way, or the last one: its outcome once it ended.
+    attempt: std::sync::Mutex<Option<Attempting>>,
     notices: Option<Notices>,
 }
 
@@ -55,7 +61,8 @@ impl ClusterNode {
         Ok(Self {
             settings,
             client,
-            conn: tokio::sync::OnceCell::new(),
+            conn: Arc::default(),
+            attempt: std::sync::Mutex::default(),
             notices,
         })
     }
@@ -78,24 +85,66 @@ impl ClusterNode {
 
     /// The cluster connection, opened on first use.
     async fn connection(&self, key: &str) -> Result<ClusterConnection, LockError> {
+        if let Some(conn) = self.conn.load_full() {
+            return Ok((*conn).clone());
+        }
+        Box::pin(self.connect(key)).await
+    }
+
+    /// Opens the connection, or waits for the attempt under way. The attempt runs on the
+    /// library's runtime, which drives the connection's tasks for every runtime of the process,
+    /// and stores the connection itself: a caller whose runtime goes idle stalls nobody else.
+    async fn connect(&self, key: &str) -> Result<ClusterConnection, LockError> {
         let limit = self.settings.op_timeout;
-        self.conn
-            .get_or_try_init(|| async {
-                // On the library's runtime, which drives the connection's tasks for every
-                // runtime of the process.
-                let client = self.client.clone();
-                let connect = async {
-                    crate::background::run(async move { client.get_async_connection().await })
-                        .await
-                        .and_then(|conn| conn)
-                        .map_err(|e| LockError::redis(key, e))
-                };
-                let mut conn = crate::deadline::within(limit, key, connect).await?;
-                crate::scripts::load_all(&mut conn, key, limit).await?;
-                Ok(conn)
-            })
-            .await
-            .cloned()
+        let mut outcome = {
+            let mut attempt = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
+            match &*attempt {
+                Some(under_way) if under_way.borrow().is_none() => under_way.clone(),
+                _ => {
+                    let (report, outcome) = tokio::sync::watch::channel(None);
+                    let client = self.client.clone();
+                    let slot = self.conn.clone();
+                    crate::background::spawn(async move {
+                        let opened = crate::deadline::within(limit, "", async {
+                            let mut conn = client
+                                .get_async_connection()
+                                .await
+                                .map_err(|e| LockError::redis("", e))?;
+                            crate::scripts::load_all(&mut conn, "", limit).await?;
+                            Ok(conn)
+                        })
+                        .await;
+                        let ended = opened.map(|conn| slot.store(Some(Arc::new(conn))));
+                        let _ = report.send(Some(ended.map_err(|e| match e {
+                            LockError::Redis { source, .. } => source,
+                            other => crate::error::timed_out(&other.to_string()),
+                        })));
+                    });
+                    *attempt = Some(outcome.clone());
+                    outcome
+                }
+            }
+        };
+        crate::deadline::within(limit, key, async {
+            let ended = outcome.wait_for(Option::is_some).await.map_err(|_| {
+                LockError::redis(
+                    key,
+                    crate::error::timed_out("the cluster connection attempt"),
+                )
+            })?;
+            match &*ended {
+                Some(Err(e)) => Err(LockError::redis(key, e.clone())),
+                _ => Ok(()),
+            }
+        })
+        .await?;
+        match self.conn.load_full() {
+            Some(conn) => Ok((*conn).clone()),
+            None => Err(LockError::redis(
+                key,
+                crate::error::timed_out("the cluster connection attempt"),
+            )),
+        }
     }
 
     /// `PING`s a random master.

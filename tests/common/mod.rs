@@ -135,3 +135,25 @@ impl std::io::Write for Writer {
         Ok(())
     }
 }
+
+/// A current-thread runtime on which a task has started to lock `stalled` through `locks`
+/// (connecting first), returned idle with that task under way: while the server is frozen, the
+/// task waits for it, and nobody drives the runtime afterwards.
+pub fn runtime_left_idle_while_locking(locks: &redlock::LockManager) -> tokio::runtime::Runtime {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        tokio::spawn({
+            let locks = locks.clone();
+            async move {
+                let _ = locks.acquire_with("stalled", &options(5_000, 0)).await;
+            }
+        });
+        for _ in 0..20 {
+            tokio::task::yield_now().await; // the task runs until it waits for the server
+        }
+    });
+    runtime
+}
