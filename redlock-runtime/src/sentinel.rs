@@ -29,7 +29,9 @@ use crate::wait::Subscription;
 
 /// The master named by a set of sentinels, looked up again after a failover.
 pub(crate) struct SentinelNode {
-    sentinels: tokio::sync::Mutex<SentinelClient>,
+    /// Asked on the library's runtime only, one look-up at a time: a caller whose runtime goes
+    /// idle mid-look-up never holds the others up.
+    sentinels: Arc<tokio::sync::Mutex<SentinelClient>>,
     describe: String,
     master: Mutex<Option<Arc<Node>>>,
     op_timeout: Duration,
@@ -62,7 +64,7 @@ impl SentinelNode {
             SentinelServerType::Master,
         )?;
         Ok(Self {
-            sentinels: tokio::sync::Mutex::new(client),
+            sentinels: Arc::new(tokio::sync::Mutex::new(client)),
             describe: format!(
                 "sentinel[{}] master `{service}`",
                 crate::redact::urls(sentinel_urls).join(", ")
@@ -95,18 +97,24 @@ impl SentinelNode {
         if let Some(node) = self.current() {
             return Ok(node);
         }
-        let mut sentinels = self.sentinels.lock().await;
+        let limit = self.op_timeout;
+        let sentinels = self.sentinels.clone();
+        let lookup = async {
+            // Bounded there too, so that a silent sentinel frees the look-up for the next one.
+            crate::background::run(async move {
+                let ask = async { sentinels.lock().await.async_get_client().await };
+                tokio::time::timeout(limit, ask)
+                    .await
+                    .unwrap_or_else(|_| Err(crate::error::timed_out("asking the sentinels")))
+            })
+            .await
+            .and_then(|client| client)
+            .map_err(|e| LockError::redis(key, e))
+        };
+        let client = crate::deadline::within(limit, key, lookup).await?;
         if let Some(node) = self.current() {
             return Ok(node); // found by another task meanwhile
         }
-        let limit = self.op_timeout;
-        let lookup = async {
-            sentinels
-                .async_get_client()
-                .await
-                .map_err(|e| LockError::redis(key, e))
-        };
-        let client = crate::deadline::within(limit, key, lookup).await?;
         let node = Arc::new(
             Node::new(
                 client,
