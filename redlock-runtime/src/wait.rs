@@ -244,13 +244,21 @@ impl Notices {
         let limit = self.op_timeout;
         subscribed
             .get_or_try_init(|| async {
-                let _order = self.order.lock().await;
                 let mut conn = conn.clone();
                 let channel = channel.to_owned();
-                // On the library's runtime: a connection the client library (re)opens on its
-                // own gets its task there, not on the caller's runtime.
-                let subscribe =
-                    crate::background::run(async move { conn.subscribe(&channel).await });
+                let order = self.order.clone();
+                // On the library's runtime, ordered and bounded there: a connection the client
+                // library (re)opens on its own gets its task there, and a caller whose runtime
+                // goes idle mid-subscription holds no other subscription up.
+                let subscribe = crate::background::run(async move {
+                    let ordered = async {
+                        let _order = order.lock().await;
+                        conn.subscribe(&channel).await
+                    };
+                    tokio::time::timeout(limit, ordered)
+                        .await
+                        .unwrap_or_else(|_| Err(crate::error::timed_out("subscribe")))
+                });
                 match tokio::time::timeout(limit, subscribe).await {
                     Ok(result) => result?,
                     Err(_) => Err(crate::error::timed_out("subscribe")),
