@@ -96,10 +96,30 @@ impl Drop for Entries<'_> {
 struct Entry {
     refs: usize,
     bell: Arc<Notify>,
-    subscribed: Arc<OnceCell<()>>,
+    subscribed: Arc<Subscribed>,
     /// Releases this process handed to its own waiters whose published notice has not come
     /// back yet: those notices are echoes and wake nobody.
     echoes: usize,
+}
+
+/// Whether a key's channel is subscribed, and the one attempt under way.
+///
+/// The attempt runs on the library's runtime and reports its outcome from there, so a waiter
+/// whose runtime goes idle mid-attempt holds no later waiter up.
+struct Subscribed(tokio::sync::watch::Sender<Subscribing>);
+
+#[derive(Clone)]
+enum Subscribing {
+    Not,
+    UnderWay,
+    Done,
+    Failed(redis::RedisError),
+}
+
+impl Default for Subscribed {
+    fn default() -> Self {
+        Self(tokio::sync::watch::channel(Subscribing::Not).0)
+    }
 }
 
 /// The release-notice side of a manager.
@@ -242,29 +262,44 @@ impl Notices {
         };
         let conn = self.connection().await?;
         let limit = self.op_timeout;
-        subscribed
-            .get_or_try_init(|| async {
-                let mut conn = conn.clone();
-                let channel = channel.to_owned();
-                let order = self.order.clone();
-                // On the library's runtime, ordered and bounded there: a connection the client
-                // library (re)opens on its own gets its task there, and a caller whose runtime
-                // goes idle mid-subscription holds no other subscription up.
-                let subscribe = crate::background::run(async move {
-                    let ordered = async {
-                        let _order = order.lock().await;
-                        conn.subscribe(&channel).await
-                    };
-                    tokio::time::timeout(limit, ordered)
-                        .await
-                        .unwrap_or_else(|_| Err(crate::error::timed_out("subscribe")))
-                });
-                match tokio::time::timeout(limit, subscribe).await {
-                    Ok(result) => result?,
-                    Err(_) => Err(crate::error::timed_out("subscribe")),
-                }
-            })
-            .await?;
+        let mut outcome = subscribed.0.subscribe();
+        let mut start = false;
+        subscribed.0.send_if_modified(|state| {
+            start = matches!(state, Subscribing::Not | Subscribing::Failed(_));
+            if start {
+                *state = Subscribing::UnderWay;
+            }
+            start
+        });
+        if start {
+            let mut conn = conn.clone();
+            let channel = channel.to_owned();
+            let order = self.order.clone();
+            let report = subscribed.clone();
+            // On the library's runtime, ordered and bounded there: a connection the client
+            // library (re)opens on its own gets its task there too.
+            crate::background::spawn(async move {
+                let ordered = async {
+                    let _order = order.lock().await;
+                    conn.subscribe(&channel).await
+                };
+                let state = match tokio::time::timeout(limit, ordered).await {
+                    Ok(Ok(())) => Subscribing::Done,
+                    Ok(Err(e)) => Subscribing::Failed(e),
+                    Err(_) => Subscribing::Failed(crate::error::timed_out("subscribe")),
+                };
+                report.0.send_replace(state);
+            });
+        }
+        let ended =
+            outcome.wait_for(|state| matches!(state, Subscribing::Done | Subscribing::Failed(_)));
+        let state = match tokio::time::timeout(limit, ended).await {
+            Ok(Ok(state)) => state.clone(),
+            _ => return Err(crate::error::timed_out("subscribe")),
+        };
+        if let Subscribing::Failed(e) = state {
+            return Err(e);
+        }
         subscription.unsubscribe = Some((conn, self.order.clone()));
         Ok(subscription)
     }
