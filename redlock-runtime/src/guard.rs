@@ -88,11 +88,9 @@ pub(crate) struct Tag([u8; 16]);
 
 impl Tag {
     fn of(value: u64) -> Self {
+        use std::io::Write;
         let mut digits = [0u8; 16];
-        let hex = b"0123456789abcdef";
-        for (i, digit) in digits.iter_mut().enumerate() {
-            *digit = hex[((value >> (60 - 4 * i)) & 0xf) as usize];
-        }
+        let _ = write!(&mut digits[..], "{value:016x}");
         Self(digits)
     }
 
@@ -253,29 +251,23 @@ impl LockGuard {
     }
 
     pub(crate) fn mark_lost(&self) {
-        if self
-            .state
-            .compare_exchange(HELD, LOST, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            tracing::warn!(key = self.key(), fence = self.fence, "lock lost");
-            crate::metrics::lost();
-        }
+        self.lose("lock lost");
     }
 
     /// The lease ran out while a body that does not renew (`renew = false`) still runs: the
     /// guard no longer counts as held, and the moment is logged and counted.
     pub(crate) fn mark_expired(&self) {
+        self.lose("lease ran out while the body still runs (renew = false)");
+    }
+
+    /// No longer held, for the reason `why`: logged and counted once.
+    fn lose(&self, why: &'static str) {
         if self
             .state
             .compare_exchange(HELD, LOST, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            tracing::warn!(
-                key = self.key(),
-                fence = self.fence,
-                "lease ran out while the body still runs (renew = false)"
-            );
+            tracing::warn!(key = self.key(), fence = self.fence, "{why}");
             crate::metrics::lost();
         }
     }

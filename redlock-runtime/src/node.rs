@@ -238,15 +238,7 @@ pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
     claim: Claim<'_>,
 ) -> Result<Attempt, LockError> {
     if claim.likely_free {
-        let mut set = Cmd::with_capacity(6, 64 + claim.redis_key.len());
-        set.arg("SET")
-            .arg(claim.redis_key)
-            .arg(claim.token)
-            .arg("NX")
-            .arg("PX")
-            .arg(claim.ttl_ms);
-        let mut incr = Cmd::with_capacity(2, 8 + claim.fence_key.len());
-        incr.arg("INCR").arg(claim.fence_key);
+        let (set, incr) = fast_path(claim);
         let mut pipe = redis::Pipeline::with_capacity(2);
         pipe.add_command(set).add_command(incr);
         let (set, fence): (redis::Value, u64) = query_on(conn, bound, claim.key, &pipe).await?;
@@ -254,6 +246,26 @@ pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
             return Ok(Attempt::Acquired(fence));
         }
     }
+    let eval = acquire_script(claim);
+    eval_on(conn, bound, claim.key, &eval).await
+}
+
+/// The fast path's commands: `SET key token NX PX ttl` and `INCR` of the fencing counter.
+fn fast_path(claim: Claim<'_>) -> (Cmd, Cmd) {
+    let mut set = Cmd::with_capacity(6, 64 + claim.redis_key.len());
+    set.arg("SET")
+        .arg(claim.redis_key)
+        .arg(claim.token)
+        .arg("NX")
+        .arg("PX")
+        .arg(claim.ttl_ms);
+    let mut incr = Cmd::with_capacity(2, 8 + claim.fence_key.len());
+    incr.arg("INCR").arg(claim.fence_key);
+    (set, incr)
+}
+
+/// The acquire script for `claim` (with the caller's task tag for a locked call).
+fn acquire_script(claim: Claim<'_>) -> Eval<'static> {
     let mut eval = Eval::new(&scripts::ACQUIRE, 2, 5, claim.redis_key.len() + 128);
     eval.arg(claim.redis_key)
         .arg(claim.fence_key)
@@ -262,7 +274,14 @@ pub(crate) async fn attempt_on<C: ConnectionLike + Send>(
     if let Some(caller) = claim.caller {
         eval.arg(caller);
     }
-    eval_on(conn, bound, claim.key, &eval).await
+    eval
+}
+
+/// The compare-and-pexpire script for `lock`.
+fn extend_script(lock: Holding<'_>, ttl_ms: u64) -> Eval<'static> {
+    let mut eval = Eval::new(&scripts::EXTEND, 1, 3, lock.redis_key.len() + 64);
+    eval.arg(lock.redis_key).arg(lock.token).arg(ttl_ms);
+    eval
 }
 
 /// [`attempt_on`] with `WAIT` for the replicas pipelined after the write, in the same round
@@ -281,15 +300,7 @@ async fn attempt_acked_on<C: ConnectionLike + Send>(
         other => other,
     };
     if claim.likely_free {
-        let mut set = Cmd::with_capacity(6, 64 + claim.redis_key.len());
-        set.arg("SET")
-            .arg(claim.redis_key)
-            .arg(claim.token)
-            .arg("NX")
-            .arg("PX")
-            .arg(claim.ttl_ms);
-        let mut incr = Cmd::with_capacity(2, 8 + claim.fence_key.len());
-        incr.arg("INCR").arg(claim.fence_key);
+        let (set, incr) = fast_path(claim);
         let mut pipe = redis::Pipeline::with_capacity(3);
         pipe.add_command(set)
             .add_command(incr)
@@ -300,14 +311,7 @@ async fn attempt_acked_on<C: ConnectionLike + Send>(
             return Ok(checked(Attempt::Acquired(fence), acked));
         }
     }
-    let mut eval = Eval::new(&scripts::ACQUIRE, 2, 5, claim.redis_key.len() + 128);
-    eval.arg(claim.redis_key)
-        .arg(claim.fence_key)
-        .arg(claim.token)
-        .arg(claim.ttl_ms);
-    if let Some(caller) = claim.caller {
-        eval.arg(caller);
-    }
+    let eval = acquire_script(claim);
     let (attempt, acked): (Attempt, usize) =
         eval_then_on(conn, bound, claim.key, &eval, &acks.wait_cmd()).await?;
     Ok(checked(attempt, acked))
@@ -322,8 +326,7 @@ async fn extend_acked_on<C: ConnectionLike + Send>(
     ttl_ms: u64,
     acks: &ReplicaAcks,
 ) -> Result<bool, LockError> {
-    let mut eval = Eval::new(&scripts::EXTEND, 1, 3, lock.redis_key.len() + 64);
-    eval.arg(lock.redis_key).arg(lock.token).arg(ttl_ms);
+    let eval = extend_script(lock, ttl_ms);
     let (renewed, acked): (i64, usize) =
         eval_then_on(conn, bound, lock.key, &eval, &acks.wait_cmd()).await?;
     if renewed == 1 && acked < acks.replicas {
@@ -356,8 +359,7 @@ pub(crate) async fn extend_on<C: ConnectionLike + Send>(
     lock: Holding<'_>,
     ttl_ms: u64,
 ) -> Result<bool, LockError> {
-    let mut eval = Eval::new(&scripts::EXTEND, 1, 3, lock.redis_key.len() + 64);
-    eval.arg(lock.redis_key).arg(lock.token).arg(ttl_ms);
+    let eval = extend_script(lock, ttl_ms);
     let renewed: i64 = eval_on(conn, bound, lock.key, &eval).await?;
     Ok(renewed == 1)
 }
