@@ -111,7 +111,7 @@ pub(crate) fn locked(function: ItemFn, lock: &Lock) -> TokenStream {
         OnBusy::Skip => "lock_or_skip",
     });
     let run = respan(run, ret_span);
-    let held_ty = runtime.item("Held");
+    let held_ty = runtime.item("BodyLocks");
     let stmts = &block.stmts;
     let body = quote! {
         move |#held: #held_ty| async move {

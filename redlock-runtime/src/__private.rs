@@ -150,9 +150,9 @@ impl<T, E: From<LockError>> SkipResult for Result<Option<T>, E> {
 
 /// What the body of a locked call receives: the locks it holds.
 #[derive(Debug)]
-pub struct Held(LockSet);
+pub struct BodyLocks(LockSet);
 
-impl Held {
+impl BodyLocks {
     /// The (first) lock: what `guard = name` binds with `key = ...`.
     pub fn guard(&self) -> &LockGuard {
         match self.0.iter().next() {
@@ -167,7 +167,7 @@ impl Held {
     }
 }
 
-pub use crate::run::Taken;
+pub use crate::run::Entered;
 
 /// Takes `keys` for a locked call (see [`crate::run`]). Needs the manager only until it
 /// returns; the options are those written in the attribute, the manager resolves the rest.
@@ -175,7 +175,7 @@ pub async fn enter<const N: usize>(
     client: Client<'_>,
     mut keys: [String; N],
     options: LockOptions,
-) -> Result<Taken, LockError> {
+) -> Result<Entered, LockError> {
     let manager = match client {
         Client::Global => crate::global()?,
         Client::Given(manager) => manager,
@@ -184,23 +184,26 @@ pub async fn enter<const N: usize>(
 }
 
 /// Runs `body` under the locks `enter` took, with `on_busy = "error"`.
-pub fn lock<R, F, Fut>(taken: Result<Taken, LockError>, body: F) -> impl Future<Output = R>
+pub fn lock<R, F, Fut>(entered: Result<Entered, LockError>, body: F) -> impl Future<Output = R>
 where
     R: LockResult,
-    F: FnOnce(Held) -> Fut,
+    F: FnOnce(BodyLocks) -> Fut,
     Fut: Future<Output = R>,
 {
-    run(taken, body, R::from_lock_error)
+    run(entered, body, R::from_lock_error)
 }
 
 /// Runs `body` under the locks `enter` took, with `on_busy = "skip"`.
-pub fn lock_or_skip<R, F, Fut>(taken: Result<Taken, LockError>, body: F) -> impl Future<Output = R>
+pub fn lock_or_skip<R, F, Fut>(
+    entered: Result<Entered, LockError>,
+    body: F,
+) -> impl Future<Output = R>
 where
     R: SkipResult,
-    F: FnOnce(Held) -> Fut,
+    F: FnOnce(BodyLocks) -> Fut,
     Fut: Future<Output = R>,
 {
-    run(taken, body, |error| match error {
+    run(entered, body, |error| match error {
         LockError::Timeout { key, waited } => {
             tracing::debug!(
                 key,
@@ -215,13 +218,13 @@ where
 
 /// Runs `body` under the locks `enter` took.
 fn run<R, F, Fut>(
-    taken: Result<Taken, LockError>,
+    entered: Result<Entered, LockError>,
     body: F,
     failed: impl FnOnce(LockError) -> R,
 ) -> impl Future<Output = R>
 where
-    F: FnOnce(Held) -> Fut,
+    F: FnOnce(BodyLocks) -> Fut,
     Fut: Future<Output = R>,
 {
-    crate::run::run(taken, |set| body(Held(set)), failed)
+    crate::run::run(entered, |set| body(BodyLocks(set)), failed)
 }

@@ -40,6 +40,7 @@ fn start() -> std::io::Result<Handle> {
 
 /// Runs `future` on the library's runtime, so that whatever it spawns (a connection's task)
 /// lives there; its output comes back to the caller's task, which bounds the wait.
+#[cfg_attr(not(feature = "sentinel"), allow(dead_code))]
 pub(crate) async fn run<F>(future: F) -> redis::RedisResult<F::Output>
 where
     F: Future + Send + 'static,

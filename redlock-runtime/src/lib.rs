@@ -19,8 +19,9 @@
 //! How it works: acquire is one round trip: `SET NX PX` pipelined with the fencing counter's
 //! `INCR` while the lock looks free, a Lua script (taking the lock and the counter atomically,
 //! or returning the holder's remaining lease) once it was seen busy; release is
-//! compare-and-delete that publishes a release notice; extend is compare-and-pexpire. Waiters wake on the notice (see [`wait`](crate#waiting))
-//! and otherwise poll with jittered backoff, never past the holder's lease.
+//! compare-and-delete that publishes a release notice; extend is compare-and-pexpire. Waiters
+//! wake on the notice (see [Waiting](crate#waiting)) and otherwise poll with jittered backoff,
+//! never past the holder's lease.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -51,15 +52,25 @@
 //!
 //! 1. Leaves: `error`, `options` (defaults resolved in one place), `lease` (lease arithmetic),
 //!    `redact`, `deadline` (bounds in the caller's task), `background` (the library's own
-//!    connection thread), `metrics`, `fence`, `scripts`, `cluster_client`.
-//! 2. One connection: `link` (per runtime, watched). Release notices: `wait`.
-//! 3. Deployments: `node` (one server), then [`quorum`] (Redlock), `cluster`, `sentinel`, and
-//!    `backend`, which picks among them.
-//! 4. `shared` (a manager's deployment and settings), then what holds a lock: `guard`, `set`,
-//!    [`renew`].
-//! 5. [`LockManager`] (`manager`: acquisition, the global manager), then [`run`] (the one path
-//!    for locked calls, `with_lock` and `with_locks` among them), then `builder` and
-//!    `__private` (the attribute's adapters).
+//!    connection thread), `metrics`, [`fence`], `scripts` (the Lua of every primitive, so a new
+//!    connection loads them at once), `cluster_settings`.
+//! 2. One server: `link` (a watched connection per runtime), `wire` (requests: commands,
+//!    pipelines, scripts with the `NOSCRIPT` fallback, `WAIT` for replicas). Release notices:
+//!    `notify`.
+//! 3. `deploy`: where keys live, knowing no primitive. A deployment runs a primitive's call on
+//!    the owner(s) of a key and returns the answers: `server` (one server), `redlock` (every
+//!    master in parallel), [`cluster`] (the slot's master), [`sentinel`] (the named master).
+//! 4. `shared` (a manager's deployment and settings), then the primitives. `lock`, the
+//!    exclusive lock: its calls and what their answers mean, once for every deployment
+//!    (`lock::calls`, and [`quorum`] for Redlock's answers), the acquisition loop
+//!    (`lock::acquire`), `token`, [`LockGuard`], [`LockSet`]. Then [`renew`] (renewal while a
+//!    body runs).
+//! 5. [`LockManager`] (`manager`: plain guards, the global manager), then [`run`] (the one path
+//!    for locked calls, `with_lock` and `with_locks` among them), then `builder` (targets, URL
+//!    checks, TLS, constructors) and `__private` (the attribute's adapters).
+//!
+//! A new primitive (a read-write lock, a semaphore) adds its scripts to `scripts` and a module
+//! beside `lock` with its calls and their meaning; no deployment changes.
 //!
 //! `testing` (feature `testing`) sits apart, on the public API.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -67,42 +78,42 @@
 
 #[doc(hidden)]
 pub mod __private;
-mod backend;
 mod background;
 mod builder;
 #[cfg(feature = "cluster")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
-pub mod cluster;
-#[cfg(feature = "cluster")]
-mod cluster_client;
+mod cluster_settings;
 mod deadline;
+mod deploy;
 mod error;
 pub mod fence;
-mod guard;
 mod lease;
 mod link;
+mod lock;
 mod manager;
 pub mod metrics;
-mod node;
+mod notify;
 mod options;
-pub mod quorum;
 mod redact;
 pub mod renew;
 pub mod run;
 mod scripts;
-#[cfg(feature = "sentinel")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
-pub mod sentinel;
-mod set;
 mod shared;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
-mod wait;
+mod wire;
+
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub use deploy::cluster;
+#[cfg(feature = "sentinel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+pub use deploy::sentinel;
+pub use lock::quorum;
 
 pub use builder::LockManagerBuilder;
 pub use error::LockError;
-pub use guard::LockGuard;
+pub use lock::guard::LockGuard;
+pub use lock::set::LockSet;
 pub use manager::{global, install, LockManager, DEFAULT_PREFIX, DEFAULT_URL};
 pub use options::{LockOptions, DEFAULT_RENEW, DEFAULT_TTL, DEFAULT_WAIT, MAX_TTL};
-pub use set::LockSet;

@@ -16,7 +16,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::error::LockError;
-use crate::guard::LockGuard;
+use crate::lock::guard::LockGuard;
 
 /// Pause between retries of a renewal that failed for connection reasons.
 const RETRY: Duration = Duration::from_millis(50);

@@ -13,18 +13,18 @@
 //! - A locked call asking for a key that a plain [`LockGuard`] (from `acquire_with`) of the
 //!   same task holds fails at once with [`LockError::HeldByThisTask`]: it cannot share a guard
 //!   it does not see, and waiting would only wait for itself. (The guard's token in Redis names
-//!   its task; see `guard::Token`.)
+//!   its task; see `lock::token::Token`.)
 //! - A plain `acquire_with` never shares: it waits for a busy key whoever holds it.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use crate::error::LockError;
-use crate::guard::{release_after, LockGuard};
+use crate::lock::guard::{release_after, LockGuard};
+use crate::lock::set::LockSet;
 use crate::manager::LockManager;
 use crate::options::LockOptions;
 use crate::renew;
-use crate::set::LockSet;
 
 impl LockManager {
     /// Acquires `key`, runs `body` while renewing the lease, then releases.
@@ -49,9 +49,9 @@ impl LockManager {
         Fut: std::future::Future<Output = T>,
     {
         let mut keys = [key.to_owned()];
-        let taken = enter(self, &mut keys, options).await;
+        let entered = enter(self, &mut keys, options).await;
         run(
-            taken,
+            entered,
             |set| {
                 let guard = set.shared()[0].clone();
                 async move { Ok(body(guard).await) }
@@ -77,8 +77,8 @@ impl LockManager {
         Fut: std::future::Future<Output = T>,
     {
         let mut keys: Vec<String> = keys.iter().map(|key| key.as_ref().to_owned()).collect();
-        let taken = enter(self, &mut keys, options).await;
-        run(taken, |set| async move { Ok(body(set).await) }, Err).await
+        let entered = enter(self, &mut keys, options).await;
+        run(entered, |set| async move { Ok(body(set).await) }, Err).await
     }
 }
 
@@ -88,7 +88,7 @@ impl LockManager {
 struct Scope {
     manager: usize,
     /// The locks this call took itself.
-    taken: LockSet,
+    own: LockSet,
     outer: Option<Arc<Scope>>,
 }
 
@@ -96,13 +96,13 @@ impl Scope {
     /// The guard of `key` held through `manager`, by this call or an enclosing one.
     fn find(&self, manager: usize, key: &str) -> Option<&Arc<LockGuard>> {
         let mut scope = Some(self);
-        while let Some(held) = scope {
-            if held.manager == manager {
-                if let Some(guard) = held.taken.find(key) {
+        while let Some(call) = scope {
+            if call.manager == manager {
+                if let Some(guard) = call.own.find(key) {
                     return Some(guard);
                 }
             }
-            scope = held.outer.as_deref();
+            scope = call.outer.as_deref();
         }
         None
     }
@@ -115,7 +115,7 @@ tokio::task_local! {
 
 /// The locks a call took (or found held by the calls around it), ready for its body.
 #[doc(hidden)]
-pub struct Taken {
+pub struct Entered {
     /// What the body sees.
     view: LockSet,
     scope: Scope,
@@ -128,7 +128,7 @@ pub(crate) async fn enter(
     manager: &LockManager,
     keys: &mut [String],
     options: &LockOptions,
-) -> Result<Taken, LockError> {
+) -> Result<Entered, LockError> {
     let settings = manager.settings(options)?;
     let id = Arc::as_ptr(&manager.inner) as usize;
     // A single key, the common case, is taken right here: without sorting, and without the
@@ -144,7 +144,7 @@ pub(crate) async fn enter(
         // The outermost locked call of its task: the common case, kept small.
         Err(_) => Scope {
             manager: id,
-            taken: match keys {
+            own: match keys {
                 [key] => LockSet::one(Arc::new(
                     manager
                         .acquire_for_call(std::mem::take(key), &settings)
@@ -158,8 +158,8 @@ pub(crate) async fn enter(
         // Boxed: its future would make every outermost call's future larger.
         Ok(outer) => return Box::pin(enter_nested(manager, id, keys, settings, outer)).await,
     };
-    Ok(Taken {
-        view: scope.taken.clone(),
+    Ok(Entered {
+        view: scope.own.clone(),
         scope,
         renew: settings.renew,
     })
@@ -172,27 +172,25 @@ async fn enter_nested(
     keys: &mut [String],
     settings: crate::options::Settings,
     outer: Scope,
-) -> Result<Taken, LockError> {
+) -> Result<Entered, LockError> {
     let mut missing: Vec<String> = keys
         .iter()
         .filter(|key| outer.find(id, key).is_none())
         .cloned()
         .collect();
-    let taken = take(manager, &mut missing, &settings).await?;
+    let own = take(manager, &mut missing, &settings).await?;
     let view = keys
         .iter()
-        .map(
-            |key| match outer.find(id, key).or_else(|| taken.find(key)) {
-                Some(guard) => guard.clone(),
-                None => unreachable!("every missing key was acquired"),
-            },
-        )
+        .map(|key| match outer.find(id, key).or_else(|| own.find(key)) {
+            Some(guard) => guard.clone(),
+            None => unreachable!("every missing key was acquired"),
+        })
         .collect();
-    Ok(Taken {
+    Ok(Entered {
         view: LockSet::many(view),
         scope: Scope {
             manager: id,
-            taken,
+            own,
             outer: Some(Arc::new(outer)),
         },
         renew: settings.renew,
@@ -203,7 +201,7 @@ async fn enter_nested(
 /// body runs, becomes the call's result through `failed`. Only the call that took a lock
 /// renews and releases it.
 pub(crate) async fn run<R, F, Fut>(
-    taken: Result<Taken, LockError>,
+    entered: Result<Entered, LockError>,
     body: F,
     failed: impl FnOnce(LockError) -> R,
 ) -> R
@@ -211,14 +209,14 @@ where
     F: FnOnce(LockSet) -> Fut,
     Fut: Future<Output = R>,
 {
-    let Taken { view, scope, renew } = match taken {
-        Ok(taken) => taken,
+    let Entered { view, scope, renew } = match entered {
+        Ok(entered) => entered,
         Err(error) => return failed(error),
     };
-    let taken = scope.taken.clone();
+    let own = scope.own.clone();
     let body = HELD_KEYS.scope(scope, body(view));
-    let outcome = renew::hold(taken.shared(), renew, body).await;
-    release_after(taken.shared()).await;
+    let outcome = renew::hold(own.shared(), renew, body).await;
+    release_after(own.shared()).await;
     outcome.unwrap_or_else(failed)
 }
 
@@ -238,7 +236,7 @@ async fn take(
         )),
         many => LockSet::many(
             manager
-                .acquire_sorted(many, settings, Some(crate::guard::task_tag()))
+                .acquire_sorted(many, settings, Some(crate::lock::token::task_tag()))
                 .await?
                 .into_iter()
                 .map(Arc::new)

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use crate::backend::Backend;
+use crate::deploy::Deployment;
 use crate::options::LockOptions;
 
 /// A manager's deployment and settings, behind its `Arc`.
 pub(crate) struct Inner {
     pub(crate) config: Config,
-    pub(crate) backend: Backend,
+    pub(crate) deployment: Deployment,
 }
 
 /// Settings of a manager, fixed when it is built.

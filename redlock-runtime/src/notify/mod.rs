@@ -24,25 +24,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{futures::OwnedNotified, Notify, OnceCell};
 
-/// Exponential backoff with full jitter: the n-th delay is uniform in `[0, min(max, min·2ⁿ)]`.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    cap: Duration,
-    max: Duration,
-}
+mod backoff;
 
-impl Backoff {
-    pub(crate) fn new(min: Duration, max: Duration) -> Self {
-        Self { cap: min, max }
-    }
-
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let cap = self.cap;
-        self.cap = (self.cap * 2).min(self.max);
-        let nanos = cap.as_nanos().min(u64::MAX as u128) as u64;
-        Duration::from_nanos(fastrand::u64(0..=nanos))
-    }
-}
+pub(crate) use backoff::Backoff;
 
 type Table = Arc<Waiting>;
 
@@ -141,7 +125,7 @@ enum Source {
     /// A Redis Cluster: sharded pub/sub (`SSUBSCRIBE` / `SPUBLISH`), each key's channel on the
     /// master of its slot.
     #[cfg(feature = "cluster")]
-    Cluster(Arc<crate::cluster_client::ClusterSettings>),
+    Cluster(Arc<crate::cluster_settings::ClusterSettings>),
 }
 
 /// The pub/sub connection: RESP3, pushes delivered to [`dispatch`].
@@ -184,7 +168,7 @@ impl Notices {
 
     /// Release notices of a Redis Cluster, over sharded pub/sub.
     #[cfg(feature = "cluster")]
-    pub(crate) fn cluster(settings: Arc<crate::cluster_client::ClusterSettings>) -> Self {
+    pub(crate) fn cluster(settings: Arc<crate::cluster_settings::ClusterSettings>) -> Self {
         let op_timeout = settings.op_timeout;
         Self::with_source(Source::Cluster(settings), op_timeout)
     }
@@ -432,21 +416,5 @@ impl Drop for Subscription {
                 tracing::debug!(channel, error = %e, "unsubscribe failed");
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap_and_stays_within_it() {
-        let mut backoff = Backoff::new(Duration::from_millis(2), Duration::from_millis(50));
-        for _ in 0..100 {
-            assert!(backoff.next_delay() <= Duration::from_millis(50));
-        }
-        assert_eq!(backoff.cap, Duration::from_millis(50));
-        let first = Backoff::new(Duration::from_millis(2), Duration::from_millis(50)).next_delay();
-        assert!(first <= Duration::from_millis(2));
     }
 }

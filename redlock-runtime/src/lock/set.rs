@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::guard::LockGuard;
+use crate::lock::guard::LockGuard;
 
 /// The locks of one locked call (`keys = [...]`, [`LockManager::with_locks`]), in canonical
 /// (sorted) key order. A nested locked call's set holds the guards of the calls around it for

@@ -23,26 +23,23 @@
 //! restarted without persistence forgets its locks. Where that matters, use Redlock over
 //! independent masters, and fencing tokens checked by the protected store in any case.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 
-pub(crate) use crate::cluster_client::ClusterSettings;
+pub(crate) use crate::cluster_settings::ClusterSettings;
+use crate::deploy::{slot, Call, Key, Notice, Place};
 use crate::error::LockError;
 use crate::link::Bound;
-use crate::node::{attempt_on, extend_on, query_on, release_on};
-use crate::scripts::{self, Attempt, Claim, Holding};
-use crate::wait::{Notices, Subscription};
-
-/// Number of hash slots of a Redis Cluster.
-const SLOTS: usize = 16384;
+use crate::notify::{Notices, Subscription};
+use crate::wire::Wire;
 
 /// A connection attempt's outcome, once it ended.
 type Attempting = tokio::sync::watch::Receiver<Option<Result<(), redis::RedisError>>>;
 
 /// A Redis Cluster that holds locks.
-pub(crate) struct ClusterNode {
+pub(crate) struct Cluster {
     settings: Arc<ClusterSettings>,
     client: ClusterClient,
     /// The connection, once opened.
@@ -52,7 +49,7 @@ pub(crate) struct ClusterNode {
     notices: Option<Notices>,
 }
 
-impl ClusterNode {
+impl Cluster {
     pub(crate) fn new(settings: ClusterSettings, notifications: bool) -> redis::RedisResult<Self> {
         let client =
             settings.client(None::<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>)?;
@@ -147,158 +144,19 @@ impl ClusterNode {
         }
     }
 
-    /// `PING`s a random master.
-    pub(crate) async fn ping(&self) -> Result<(), LockError> {
-        let mut conn = self.connection("").await?;
-        let _: String = query_on(
-            &mut conn,
-            Bound::Timer(self.settings.op_timeout),
-            "",
-            &redis::cmd("PING"),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// One acquisition attempt on the master of the key's slot, with the slot's fence counter.
-    pub(crate) async fn attempt(&self, claim: Claim<'_>) -> Result<Attempt, LockError> {
-        let mut conn = self.connection(claim.key).await?;
-        let fence_key = slot_fence_key(claim.fence_key, claim.redis_key);
-        let claim = Claim {
-            fence_key: &fence_key,
-            ..claim
-        };
-        attempt_on(&mut conn, Bound::Timer(self.settings.op_timeout), claim).await
-    }
-
-    /// Compare-and-delete with a sharded release notice.
-    pub(crate) async fn release(&self, lock: Holding<'_>) -> Result<bool, LockError> {
-        let mut conn = self.connection(lock.key).await?;
+    /// Runs `call` on the master of the key's slot.
+    pub(crate) async fn run<K: Call>(
+        &self,
+        key: Key<'_>,
+        call: &K,
+    ) -> Result<K::Answer, LockError> {
+        let mut conn = self.connection(key.name()).await?;
         let bound = Bound::Timer(self.settings.op_timeout);
-        release_on(&mut conn, bound, &scripts::RELEASE_SHARDED, lock).await
-    }
-
-    /// Compare-and-pexpire.
-    pub(crate) async fn extend(&self, lock: Holding<'_>, ttl_ms: u64) -> Result<bool, LockError> {
-        let mut conn = self.connection(lock.key).await?;
-        extend_on(
-            &mut conn,
-            Bound::Timer(self.settings.op_timeout),
-            lock,
-            ttl_ms,
-        )
-        .await
-    }
-}
-
-/// The fencing counter for `redis_key`: `<fence_key>:{<tag>}` in the key's slot.
-pub(crate) fn slot_fence_key(fence_key: &str, redis_key: &str) -> String {
-    let slot = key_slot(redis_key.as_bytes());
-    format!("{fence_key}:{{{}}}", slot_tag(slot))
-}
-
-/// The hash slot of a key: CRC16 (XMODEM) of its hash tag (the first non-empty `{...}`) or of
-/// the whole key, modulo 16384.
-pub(crate) fn key_slot(key: &[u8]) -> u16 {
-    let hashed = match key.iter().position(|&b| b == b'{') {
-        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
-            _ => key,
-        },
-        None => key,
-    };
-    crc16(hashed) % SLOTS as u16
-}
-
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in data {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// For each slot, the smallest number whose base-36 spelling hashes to it.
-static TAGS: LazyLock<Vec<u32>> = LazyLock::new(|| {
-    let mut tags = vec![u32::MAX; SLOTS];
-    let mut missing = SLOTS;
-    let mut n = 0u32;
-    while missing > 0 {
-        let slot = usize::from(crc16(base36(n).as_bytes()) % SLOTS as u16);
-        if tags[slot] == u32::MAX {
-            tags[slot] = n;
-            missing -= 1;
-        }
-        n += 1;
-    }
-    tags
-});
-
-/// A short string (no braces) whose hash slot is `slot`.
-pub(crate) fn slot_tag(slot: u16) -> String {
-    base36(TAGS[usize::from(slot) % SLOTS])
-}
-
-fn base36(mut n: u32) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::with_capacity(4);
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use redis::cluster_routing::Slot;
-
-    use super::*;
-
-    #[test]
-    fn key_slot_matches_the_redis_crate_and_redis() {
-        // Values from `CLUSTER KEYSLOT`.
-        assert_eq!(key_slot(b"foo"), 12182);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
-        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
-        for key in ["lock:account:7", "a", "{a}b", "x{}y", "{", "}{z}", ""] {
-            assert_eq!(
-                Slot::new(key_slot(key.as_bytes())),
-                Some(Slot::for_key(key)),
-                "{key}"
-            );
-        }
-    }
-
-    #[test]
-    fn every_slot_has_a_tag_that_hashes_to_it() {
-        for slot in 0..SLOTS as u16 {
-            let tag = slot_tag(slot);
-            assert!(tag.len() <= 4, "{tag}");
-            assert_eq!(key_slot(tag.as_bytes()), slot);
-        }
-    }
-
-    #[test]
-    fn fence_counter_lives_in_the_lock_keys_slot() {
-        for key in ["lock:a", "lock:account:7", "lock:{acct}:b", "x"] {
-            let fence = slot_fence_key("redlock:fence", key);
-            assert_eq!(
-                key_slot(fence.as_bytes()),
-                key_slot(key.as_bytes()),
-                "{fence}"
-            );
-        }
+        let at = Place {
+            slot: Some(slot::key_slot(key.redis.as_bytes())),
+            notice: Notice::SPublish,
+        };
+        call.run(&mut Wire::new(&mut conn, bound, key.name(), None), at)
+            .await
     }
 }

@@ -6,12 +6,15 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
+use crate::deploy::Key;
 use crate::error::LockError;
 use crate::lease::{drift, lease_end, nanos};
-use crate::scripts::Holding;
+use crate::lock::calls::Holding;
+use crate::lock::token::Token;
 use crate::shared::Inner;
 
-const HELD: u8 = 0;
+/// The guard still holds its lock, as far as it knows.
+const HOLDS: u8 = 0;
 const RELEASED: u8 = 1;
 const LOST: u8 = 2;
 
@@ -29,9 +32,9 @@ pub struct LockGuard {
     token: Token,
     fence: u64,
     /// When the acquire that took the lock was sent.
-    taken: Instant,
+    acquired_at: Instant,
     ttl: Duration,
-    /// Local, conservative end of the lease, in nanoseconds after `taken`: when the last
+    /// Local, conservative end of the lease, in nanoseconds after `acquired_at`: when the last
     /// confirmed acquire or renewal was *sent*, plus the ttl, minus the clock drift allowance.
     lease_end: AtomicU64,
     state: AtomicU8,
@@ -45,77 +48,6 @@ impl std::fmt::Debug for LockGuard {
             .field("remaining", &self.remaining())
             .finish_non_exhaustive()
     }
-}
-
-/// A holder's token: 128 random bits (uuid v4) as 32 lowercase hex digits, then a 16-digit
-/// tag, kept inline.
-///
-/// A plain guard's tag names its task ([`task_tag`]), so that a locked call of the same task
-/// finds out, from the token in Redis, that the key is held by a guard of its own task; a locked
-/// call's own tokens end with random digits instead, as nested locked calls share their locks
-/// through the task's held keys and concurrent branches of one task may wait for each other.
-#[derive(Clone, Copy)]
-pub(crate) struct Token([u8; 48]);
-
-impl Token {
-    /// A token for a plain guard of the current task.
-    pub(crate) fn plain() -> Self {
-        Self::with_tag(task_tag())
-    }
-
-    /// A token for a locked call: a random tag.
-    pub(crate) fn locked_call() -> Self {
-        Self::with_tag(Tag::random())
-    }
-
-    fn with_tag(tag: Tag) -> Self {
-        let mut digits = [0u8; 48];
-        uuid::Uuid::new_v4()
-            .simple()
-            .encode_lower(&mut digits[..32]);
-        digits[32..].copy_from_slice(&tag.0);
-        Self(digits)
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-}
-
-/// 16 lowercase hex digits naming a task of this process (or a random one).
-#[derive(Clone, Copy)]
-pub(crate) struct Tag([u8; 16]);
-
-impl Tag {
-    fn of(value: u64) -> Self {
-        use std::io::Write;
-        let mut digits = [0u8; 16];
-        let _ = write!(&mut digits[..], "{value:016x}");
-        Self(digits)
-    }
-
-    fn random() -> Self {
-        Self::of(fastrand::u64(..))
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-}
-
-/// The tag of the current tokio task (or, outside a task, of the current thread), unique to this
-/// process: a hash of a random number drawn once per process and the task's id.
-pub(crate) fn task_tag() -> Tag {
-    use std::hash::{Hash, Hasher};
-    static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let process = *PROCESS.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    let mut hasher = std::hash::DefaultHasher::new();
-    process.hash(&mut hasher);
-    match tokio::task::try_id() {
-        Some(task) => task.hash(&mut hasher),
-        None => std::thread::current().id().hash(&mut hasher),
-    }
-    Tag::of(hasher.finish())
 }
 
 impl LockGuard {
@@ -135,10 +67,10 @@ impl LockGuard {
             redis_key,
             token,
             fence,
-            taken: sent,
+            acquired_at: sent,
             ttl,
             lease_end: AtomicU64::new(nanos(lease_end(sent, ttl) - sent)),
-            state: AtomicU8::new(HELD),
+            state: AtomicU8::new(HOLDS),
         }
     }
 
@@ -170,7 +102,7 @@ impl LockGuard {
     /// monotonic clock from when the last acquire or renewal was sent, minus a drift allowance.
     /// Zero once the lease may have run out, or after release.
     pub fn remaining(&self) -> Duration {
-        if self.state.load(Ordering::Acquire) != HELD {
+        if self.state.load(Ordering::Acquire) != HOLDS {
             return Duration::ZERO;
         }
         self.lease_end().saturating_duration_since(Instant::now())
@@ -183,14 +115,14 @@ impl LockGuard {
     }
 
     pub(crate) fn lease_end(&self) -> Instant {
-        self.taken + Duration::from_nanos(self.lease_end.load(Ordering::Acquire))
+        self.acquired_at + Duration::from_nanos(self.lease_end.load(Ordering::Acquire))
     }
 
     /// Renews the lease to a full ttl from now, if this guard still holds the lock.
     ///
     /// Returns [`LockError::Lost`] if the lock is no longer held by this guard.
     pub async fn extend(&self) -> Result<(), LockError> {
-        if self.state.load(Ordering::Acquire) != HELD {
+        if self.state.load(Ordering::Acquire) != HOLDS {
             return Err(self.lost());
         }
         let result = self.extend_once().await;
@@ -205,13 +137,13 @@ impl LockGuard {
         let renewed = crate::deadline::within(
             limit,
             self.key(),
-            once_more(|| self.manager.backend.extend(self.holding(), ttl_ms)),
+            once_more(|| crate::lock::extend(&self.manager.deployment, self.holding(), ttl_ms)),
         )
         .await
         .or_else(not_ours)?;
         if renewed {
             // Of two renewals confirmed concurrently, the one sent later counts.
-            let end = lease_end(sent, self.ttl) - self.taken;
+            let end = lease_end(sent, self.ttl) - self.acquired_at;
             self.lease_end.fetch_max(nanos(end), Ordering::AcqRel);
             tracing::trace!(key = self.key(), "renewed");
             Ok(())
@@ -231,12 +163,12 @@ impl LockGuard {
 
     pub(crate) async fn release_ref(&self) -> Result<(), LockError> {
         match self.state.swap(RELEASED, Ordering::AcqRel) {
-            HELD => {}
+            HOLDS => {}
             LOST => return Err(self.lost()),
             _ => return Ok(()),
         }
         let span = tracing::debug_span!("redlock.release", key = self.key());
-        release(&self.manager, self.holding(), self.taken)
+        release(&self.manager, self.holding(), self.acquired_at)
             .instrument(span)
             .await
     }
@@ -244,8 +176,10 @@ impl LockGuard {
     /// The lock as release and extend name it.
     fn holding(&self) -> Holding<'_> {
         Holding {
-            key: self.key(),
-            redis_key: &self.redis_key,
+            key: Key {
+                redis: &self.redis_key,
+                name_at: self.key_at,
+            },
             token: self.token.as_str(),
         }
     }
@@ -264,7 +198,7 @@ impl LockGuard {
     fn lose(&self, why: &'static str) {
         if self
             .state
-            .compare_exchange(HELD, LOST, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(HOLDS, LOST, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
             tracing::warn!(key = self.key(), fence = self.fence, "{why}");
@@ -310,28 +244,35 @@ fn not_ours(error: LockError) -> Result<bool, LockError> {
     }
 }
 
-async fn release(manager: &Inner, lock: Holding<'_>, taken: Instant) -> Result<(), LockError> {
+async fn release(
+    manager: &Inner,
+    lock: Holding<'_>,
+    acquired_at: Instant,
+) -> Result<(), LockError> {
     let result = release_once(manager, lock).await;
-    crate::metrics::release(&result, taken);
+    crate::metrics::release(&result, acquired_at);
     result
 }
 
 async fn release_once(manager: &Inner, lock: Holding<'_>) -> Result<(), LockError> {
     let limit = manager.config.op_timeout;
-    let released =
-        crate::deadline::within(limit, lock.key, once_more(|| manager.backend.release(lock)))
-            .await
-            .or_else(not_ours)?;
+    let released = crate::deadline::within(
+        limit,
+        lock.key.name(),
+        once_more(|| crate::lock::release(&manager.deployment, lock)),
+    )
+    .await
+    .or_else(not_ours)?;
     if released {
-        if let Some(notices) = manager.backend.local_notices() {
-            notices.released_locally(lock.redis_key);
+        if let Some(notices) = manager.deployment.local_notices() {
+            notices.released_locally(lock.key.redis);
         }
         tracing::debug!("released");
         Ok(())
     } else {
         tracing::debug!("already expired or taken over at release");
         Err(LockError::Lost {
-            key: lock.key.to_owned(),
+            key: lock.key.name().to_owned(),
         })
     }
 }
@@ -351,7 +292,7 @@ pub(crate) async fn release_after(guards: &[impl std::borrow::Borrow<LockGuard>]
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if self.state.load(Ordering::Acquire) != HELD {
+        if self.state.load(Ordering::Acquire) != HOLDS {
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -365,7 +306,7 @@ impl Drop for LockGuard {
         let key_at = self.key_at;
         let redis_key = std::mem::take(&mut self.redis_key);
         let token = self.token;
-        let taken = self.taken;
+        let acquired_at = self.acquired_at;
         let span = tracing::debug_span!(
             "redlock.release",
             key = &redis_key[key_at..],
@@ -373,13 +314,14 @@ impl Drop for LockGuard {
         );
         handle.spawn(
             async move {
-                let key = &redis_key[key_at..];
                 let lock = Holding {
-                    key,
-                    redis_key: &redis_key,
+                    key: Key {
+                        redis: &redis_key,
+                        name_at: key_at,
+                    },
                     token: token.as_str(),
                 };
-                if let Err(e) = release(&manager, lock, taken).await {
+                if let Err(e) = release(&manager, lock, acquired_at).await {
                     tracing::debug!(error = %e, "release on drop failed; the lease will expire");
                 }
             }

@@ -5,15 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::Backend;
 use crate::error::LockError;
 use crate::fence;
 use crate::manager::{LockManager, DEFAULT_PREFIX};
-use crate::node::{Node, ReplicaAcks};
 use crate::options::LockOptions;
-use crate::quorum::Quorum;
 use crate::redact;
 use crate::shared::{Config, Inner};
+use crate::wire::ReplicaAcks;
+
+mod constructors;
+mod target;
+
+use target::Target;
 
 /// Default number of command connections per Redis server.
 const DEFAULT_CONNECTIONS: usize = 2;
@@ -42,20 +45,6 @@ pub struct LockManagerBuilder {
     replica_acks: Option<ReplicaAcks>,
     #[cfg(feature = "tls")]
     tls: Option<redis::TlsCertificates>,
-}
-
-/// What a manager locks on.
-#[derive(Clone)]
-enum Target {
-    Single(String),
-    Redlock(Vec<String>),
-    #[cfg(feature = "cluster")]
-    Cluster(Vec<String>),
-    #[cfg(feature = "sentinel")]
-    Sentinel {
-        sentinels: Vec<String>,
-        service: String,
-    },
 }
 
 impl LockManagerBuilder {
@@ -231,158 +220,12 @@ impl LockManagerBuilder {
             .iter()
             .any(|url| url.starts_with("rediss://"))
         {
-            install_crypto_provider();
+            target::install_crypto_provider();
         }
-        let backend = match &self.target {
-            Target::Single(url) => Backend::Single(
-                Node::new(
-                    self.client(url)?,
-                    config.op_timeout,
-                    self.notifications,
-                    config.connections,
-                )
-                .acknowledged(
-                    self.replica_acks,
-                    config.op_timeout,
-                    config.connections,
-                ),
-            ),
-            Target::Redlock(urls) => {
-                check_urls("redlock", urls)?;
-                if urls.len().is_multiple_of(2) {
-                    tracing::warn!(
-                        masters = urls.len(),
-                        "redlock over an even number of masters tolerates no more failures \
-                         than one master fewer"
-                    );
-                }
-                let nodes = urls
-                    .iter()
-                    .map(|url| {
-                        Ok(Node::new(
-                            self.client(url)?,
-                            config.op_timeout,
-                            self.notifications,
-                            config.connections,
-                        )
-                        .acknowledged(
-                            self.replica_acks,
-                            config.op_timeout,
-                            config.connections,
-                        ))
-                    })
-                    .collect::<Result<Vec<_>, LockError>>()?;
-                Backend::Quorum(Quorum::new(nodes, config.op_timeout, self.node_timeout))
-            }
-            #[cfg(feature = "cluster")]
-            Target::Cluster(urls) => {
-                check_urls("cluster", urls)?;
-                if self.replica_acks.is_some() {
-                    return Err(LockError::Config(
-                        "replica acknowledgement is not supported on a cluster manager".into(),
-                    ));
-                }
-                if config.fence_key.contains('{') || config.fence_key.contains('}') {
-                    return Err(LockError::Config(format!(
-                        "fence key `{}` must not contain braces on a cluster: the manager adds \
-                         a hash tag per slot",
-                        config.fence_key
-                    )));
-                }
-                let settings = crate::cluster::ClusterSettings::new(
-                    urls.clone(),
-                    config.op_timeout,
-                    #[cfg(feature = "tls")]
-                    self.tls.clone(),
-                );
-                let cluster = crate::cluster::ClusterNode::new(settings, self.notifications)
-                    .map_err(|e| {
-                        let urls = redact::urls(urls);
-                        LockError::Config(format!("invalid cluster URLs {urls:?}: {e}"))
-                    })?;
-                Backend::Cluster(cluster)
-            }
-            #[cfg(feature = "sentinel")]
-            Target::Sentinel { sentinels, service } => {
-                check_urls("sentinel", sentinels)?;
-                if service.is_empty() {
-                    return Err(LockError::Config(
-                        "sentinel needs the name of the monitored master".into(),
-                    ));
-                }
-                let node = crate::sentinel::SentinelNode::new(
-                    sentinels,
-                    service,
-                    config.op_timeout,
-                    self.notifications,
-                    config.connections,
-                    self.replica_acks,
-                )
-                .map_err(|e| {
-                    let urls = redact::urls(sentinels);
-                    LockError::Config(format!("invalid sentinel URLs {urls:?}: {e}"))
-                })?;
-                Backend::Sentinel(node)
-            }
-        };
+        let deployment = self.deployment(&config)?;
         Ok(LockManager {
-            inner: Arc::new(Inner { config, backend }),
+            inner: Arc::new(Inner { config, deployment }),
         })
-    }
-
-    /// A client for one server URL, with the TLS settings.
-    fn client(&self, url: &str) -> Result<redis::Client, LockError> {
-        let invalid = |e: redis::RedisError| {
-            LockError::Config(format!("invalid redis URL `{}`: {e}", redact::url(url)))
-        };
-        #[cfg(feature = "tls")]
-        if let Some(certs) = &self.tls {
-            if url.starts_with("rediss://") {
-                return redis::Client::build_with_tls(url, certs.clone()).map_err(invalid);
-            }
-        }
-        redis::Client::open(url).map_err(invalid)
-    }
-}
-
-impl Target {
-    /// Every URL the manager connects to (for a Sentinel manager: the sentinels').
-    #[cfg(feature = "tls")]
-    fn urls(&self) -> &[String] {
-        match self {
-            Self::Single(url) => std::slice::from_ref(url),
-            Self::Redlock(urls) => urls,
-            #[cfg(feature = "cluster")]
-            Self::Cluster(urls) => urls,
-            #[cfg(feature = "sentinel")]
-            Self::Sentinel { sentinels, .. } => sentinels,
-        }
-    }
-}
-
-/// Several URLs of one deployment: at least one, no duplicates.
-fn check_urls(kind: &str, urls: &[String]) -> Result<(), LockError> {
-    if urls.is_empty() {
-        return Err(LockError::Config(format!("{kind} needs at least one URL")));
-    }
-    let mut seen = std::collections::HashSet::new();
-    if let Some(dup) = urls.iter().find(|url| !seen.insert(url.as_str())) {
-        return Err(LockError::Config(format!(
-            "{kind} URL `{}` is given twice",
-            redact::url(dup)
-        )));
-    }
-    Ok(())
-}
-
-/// `rediss://` uses rustls with the `ring` provider: when the application has not installed a
-/// process-default provider, install `ring`'s (with several providers compiled in, rustls would
-/// otherwise refuse to pick one). An application that wants another provider installs it before
-/// building a `rediss://` manager.
-#[cfg(feature = "tls")]
-fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
@@ -420,99 +263,6 @@ impl std::fmt::Debug for LockManagerBuilder {
 }
 
 impl LockManager {
-    /// A manager for the Redis at `url` (`redis://[user:password@]host:port[/db]`,
-    /// `rediss://...` with the `tls` feature, `redis+unix:///path/to/socket`), with default
-    /// settings.
-    pub fn new(url: &str) -> Result<Self, LockError> {
-        Self::builder(url).build()
-    }
-
-    /// Starts building a manager for the Redis at `url`.
-    pub fn builder(url: impl Into<String>) -> LockManagerBuilder {
-        Self::builder_for(Target::Single(url.into()))
-    }
-
-    /// A Redlock manager over independent masters (no replication between them; typically 3
-    /// or 5), with default settings. A lock is held when a majority (N/2+1) of them granted it
-    /// in time; see the [`quorum`](crate::quorum) module for the algorithm and its caveats.
-    ///
-    /// ```no_run
-    /// # fn demo() -> Result<(), redlock_runtime::LockError> {
-    /// let locks = redlock_runtime::LockManager::redlock([
-    ///     "redis://10.0.0.1:6379",
-    ///     "redis://10.0.0.2:6379",
-    ///     "redis://10.0.0.3:6379",
-    /// ])?;
-    /// # let _ = locks; Ok(()) }
-    /// ```
-    pub fn redlock<I, S>(urls: I) -> Result<Self, LockError>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::builder_redlock(urls).build()
-    }
-
-    /// Starts building a Redlock manager over independent masters.
-    pub fn builder_redlock<I, S>(urls: I) -> LockManagerBuilder
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::builder_for(Target::Redlock(urls.into_iter().map(Into::into).collect()))
-    }
-
-    /// A manager over a Redis Cluster, given one or more of its nodes as seeds (feature
-    /// `cluster`). Each lock lives on the master of its key's slot; see the
-    /// [`cluster`](crate::cluster) module.
-    #[cfg(feature = "cluster")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
-    pub fn cluster<I, S>(urls: I) -> Result<Self, LockError>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::builder_cluster(urls).build()
-    }
-
-    /// Starts building a manager over a Redis Cluster (feature `cluster`).
-    #[cfg(feature = "cluster")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
-    pub fn builder_cluster<I, S>(urls: I) -> LockManagerBuilder
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::builder_for(Target::Cluster(urls.into_iter().map(Into::into).collect()))
-    }
-
-    /// A manager on the master that the sentinels at `sentinel_urls` name for `service`
-    /// (feature `sentinel`). After a failover, new locks go to the new master; see the
-    /// [`sentinel`](crate::sentinel) module for the failover caveat.
-    #[cfg(feature = "sentinel")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
-    pub fn sentinel<I, S>(sentinel_urls: I, service: &str) -> Result<Self, LockError>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::builder_sentinel(sentinel_urls, service).build()
-    }
-
-    /// Starts building a manager on a master named by Redis Sentinel (feature `sentinel`).
-    #[cfg(feature = "sentinel")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
-    pub fn builder_sentinel<I, S>(sentinel_urls: I, service: &str) -> LockManagerBuilder
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::builder_for(Target::Sentinel {
-            sentinels: sentinel_urls.into_iter().map(Into::into).collect(),
-            service: service.to_owned(),
-        })
-    }
-
     fn builder_for(target: Target) -> LockManagerBuilder {
         LockManagerBuilder {
             target,

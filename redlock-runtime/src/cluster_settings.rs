@@ -1,6 +1,6 @@
 //! How to reach a Redis Cluster: seed URLs, the operation timeout and TLS, and the client
 //! library's cluster clients built from them (for commands, and for sharded release notices).
-//! Below both the cluster deployment (`cluster`) and release notices (`wait`).
+//! A leaf below both the cluster deployment (`deploy::cluster`) and release notices (`notify`).
 
 use std::time::Duration;
 

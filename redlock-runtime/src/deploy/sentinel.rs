@@ -22,25 +22,26 @@ use std::time::Duration;
 
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 
+use crate::deploy::server::Server;
+use crate::deploy::{Call, Key, Place};
 use crate::error::LockError;
-use crate::node::{Node, ReplicaAcks};
-use crate::scripts::{Attempt, Claim, Holding};
-use crate::wait::Subscription;
+use crate::notify::Subscription;
+use crate::wire::ReplicaAcks;
 
 /// The master named by a set of sentinels, looked up again after a failover.
-pub(crate) struct SentinelNode {
+pub(crate) struct Sentinel {
     /// Asked on the library's runtime only, one look-up at a time: a caller whose runtime goes
     /// idle mid-look-up never holds the others up.
     sentinels: Arc<tokio::sync::Mutex<SentinelClient>>,
     describe: String,
-    master: Mutex<Option<Arc<Node>>>,
+    master: Mutex<Option<Arc<Server>>>,
     op_timeout: Duration,
     notifications: bool,
     connections: usize,
     acks: Option<ReplicaAcks>,
 }
 
-impl SentinelNode {
+impl Sentinel {
     pub(crate) fn new(
         sentinel_urls: &[String],
         service: &str,
@@ -85,7 +86,7 @@ impl SentinelNode {
         }
     }
 
-    fn current(&self) -> Option<Arc<Node>> {
+    fn current(&self) -> Option<Arc<Server>> {
         self.master
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -93,7 +94,7 @@ impl SentinelNode {
     }
 
     /// The current master, asking the sentinels when it is not known.
-    async fn master(&self, key: &str) -> Result<Arc<Node>, LockError> {
+    async fn master(&self, key: &str) -> Result<Arc<Server>, LockError> {
         if let Some(node) = self.current() {
             return Ok(node);
         }
@@ -116,7 +117,7 @@ impl SentinelNode {
             return Ok(node); // found by another task meanwhile
         }
         let node = Arc::new(
-            Node::new(
+            Server::new(
                 client,
                 self.op_timeout,
                 self.notifications,
@@ -130,7 +131,7 @@ impl SentinelNode {
     }
 
     /// Forgets `node` as the master (if it still is the current one).
-    fn forget(&self, node: &Arc<Node>) {
+    fn forget(&self, node: &Arc<Server>) {
         let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
         if master.as_ref().is_some_and(|m| Arc::ptr_eq(m, node)) {
             tracing::debug!(old = %node.addr(), "looking up the master again");
@@ -138,20 +139,20 @@ impl SentinelNode {
         }
     }
 
-    /// Runs `op` on the master; after `READONLY` (a demoted master: the command did not run)
-    /// once more on the master the sentinels name now. Connection errors make the next call
-    /// look the master up again.
-    async fn run<T, F, Fut>(&self, key: &str, op: F) -> Result<T, LockError>
-    where
-        F: Fn(Arc<Node>) -> Fut,
-        Fut: std::future::Future<Output = Result<T, LockError>>,
-    {
-        let node = self.master(key).await?;
-        match op(node.clone()).await {
+    /// Runs `call` on the master; after `READONLY` (a demoted master: the command did not
+    /// run) once more on the master the sentinels name now. Connection errors make the next
+    /// call look the master up again.
+    pub(crate) async fn run<K: Call>(
+        &self,
+        key: Key<'_>,
+        call: &K,
+    ) -> Result<K::Answer, LockError> {
+        let node = self.master(key.name()).await?;
+        match node.run(key, call, Place::SERVER).await {
             Err(e) if is_readonly(&e) => {
                 self.forget(&node);
-                let node = self.master(key).await?;
-                let outcome = op(node.clone()).await;
+                let node = self.master(key.name()).await?;
+                let outcome = node.run(key, call, Place::SERVER).await;
                 if matches!(&outcome, Err(e) if is_readonly(e) || e.is_transient()) {
                     self.forget(&node);
                 }
@@ -180,28 +181,6 @@ impl SentinelNode {
                 other.to_string(),
             )))),
         }
-    }
-
-    pub(crate) async fn ping(&self) -> Result<(), LockError> {
-        self.run("", |node| async move { node.ping().await }).await
-    }
-
-    pub(crate) async fn attempt(&self, claim: Claim<'_>) -> Result<Attempt, LockError> {
-        self.run(claim.key, |node| async move { node.attempt(claim).await })
-            .await
-    }
-
-    pub(crate) async fn release(&self, lock: Holding<'_>) -> Result<bool, LockError> {
-        self.run(lock.key, |node| async move { node.release(lock).await })
-            .await
-    }
-
-    pub(crate) async fn extend(&self, lock: Holding<'_>, ttl_ms: u64) -> Result<bool, LockError> {
-        self.run(
-            lock.key,
-            |node| async move { node.extend(lock, ttl_ms).await },
-        )
-        .await
     }
 }
 

@@ -1,0 +1,238 @@
+//! Where keys live: the kinds of deployment a manager can run on, and nothing about locks.
+//!
+//! A deployment runs a primitive's [`Call`] on the server that owns a key and returns the
+//! answer (for Redlock, every master's answer), subscribes to release notices, and pings. What
+//! the answers mean (taken, busy, lost, a quorum reached) is the primitive's business (see
+//! `lock`), so a new primitive adds calls and their meaning without touching any deployment:
+//!
+//! | kind | built with | module | a call runs on |
+//! |---|---|---|---|
+//! | one server (or a primary used directly) | `LockManager::new(url)` | `server` | that server |
+//! | Redlock over N independent masters | `LockManager::redlock(urls)` | `redlock` | every master in parallel, each within the node timeout |
+//! | Redis Cluster (feature `cluster`) | `LockManager::cluster(urls)` | [`cluster`](crate::cluster) | the master of the key's slot |
+//! | master named by Sentinel (feature `sentinel`) | `LockManager::sentinel(urls, name)` | [`sentinel`](crate::sentinel) | the current master, again after a failover |
+//!
+//! A call learns where it runs from a [`Place`]: which companion keys (a fencing counter, say)
+//! share the key's slot, and how release notices are published there.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+
+use crate::error::LockError;
+use crate::notify::{Notices, Subscription};
+use crate::wire::Wire;
+
+#[cfg(feature = "cluster")]
+pub mod cluster;
+pub(crate) mod redlock;
+#[cfg(feature = "sentinel")]
+pub mod sentinel;
+pub(crate) mod server;
+#[cfg(feature = "cluster")]
+mod slot;
+
+use redlock::Masters;
+use server::Server;
+
+/// A key a call is about: the Redis key, whose part after `name_at` is the key as the caller
+/// named it (what errors and logs show).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key<'a> {
+    pub(crate) redis: &'a str,
+    pub(crate) name_at: usize,
+}
+
+impl<'a> Key<'a> {
+    /// The key as the caller named it.
+    pub(crate) fn name(&self) -> &'a str {
+        &self.redis[self.name_at..]
+    }
+}
+
+/// One operation of a primitive on the server that owns a key: its requests and how their
+/// answers read.
+pub(crate) trait Call: Sync {
+    type Answer: Send;
+
+    /// Whether this call writes what replicas must acknowledge, when a manager asks for
+    /// replica acknowledgement (acquires and renewals do; releases do not).
+    const ACKNOWLEDGED: bool = false;
+
+    /// The lease the call is about, which bounds a Redlock master's answer (a tenth of it);
+    /// `None`: the operation timeout does.
+    fn lease(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Runs the call over `wire`, a connection to the server that owns the key.
+    fn run<C: ConnectionLike + Send>(
+        &self,
+        wire: &mut Wire<'_, C>,
+        at: Place,
+    ) -> impl Future<Output = Result<Self::Answer, LockError>> + Send;
+}
+
+/// Where a call runs: what the deployment asks of keys and notices there.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place {
+    /// A Redis Cluster slot: keys touched together must share it.
+    slot: Option<u16>,
+    /// How a release notice is published here.
+    pub(crate) notice: Notice,
+}
+
+/// How a release notice is published where a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// `PUBLISH` when the key was released.
+    Publish,
+    /// `PUBLISH` even when this server did not hold the key: a Redlock master, one of which
+    /// the waiters listen on.
+    PublishAlways,
+    /// `SPUBLISH` on the key's shard channel (Redis Cluster).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    SPublish,
+}
+
+impl Notice {
+    /// The command that publishes the notice.
+    pub(crate) fn command(self) -> &'static str {
+        match self {
+            Self::Publish | Self::PublishAlways => "PUBLISH",
+            Self::SPublish => "SPUBLISH",
+        }
+    }
+}
+
+impl Place {
+    pub(crate) const SERVER: Place = Place {
+        slot: None,
+        notice: Notice::Publish,
+    };
+
+    /// A companion of the key, named from `base`, that lives where the key does: `base`
+    /// itself, or on a cluster `<base>:{<tag>}` in the key's slot.
+    pub(crate) fn companion<'b>(&self, base: &'b str) -> Cow<'b, str> {
+        match self.slot {
+            None => Cow::Borrowed(base),
+            #[cfg(feature = "cluster")]
+            Some(slot) => Cow::Owned(slot::companion(base, slot)),
+            #[cfg(not(feature = "cluster"))]
+            Some(_) => Cow::Borrowed(base),
+        }
+    }
+}
+
+/// What a call answered: one server's answer, or each Redlock master's.
+pub(crate) enum Replies<'a, T> {
+    One(Result<T, LockError>),
+    /// In the order of the masters.
+    Each(&'a Masters, Vec<Result<T, LockError>>),
+}
+
+/// The deployment behind a manager.
+// One per manager, behind its `Arc`: never moved around, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Deployment {
+    /// One Redis server (or a primary with replicas, used through the primary).
+    Single(Server),
+    /// Redlock: independent masters, a majority of which must agree.
+    Redlock(Masters),
+    /// A Redis Cluster: each key on the master of its slot.
+    #[cfg(feature = "cluster")]
+    Cluster(cluster::Cluster),
+    /// The master named by Redis Sentinel, looked up again after a failover.
+    #[cfg(feature = "sentinel")]
+    Sentinel(sentinel::Sentinel),
+}
+
+impl Deployment {
+    /// A description for `Debug` output.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Single(server) => server.addr(),
+            Self::Redlock(masters) => masters.describe(),
+            #[cfg(feature = "cluster")]
+            Self::Cluster(cluster) => cluster.describe(),
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(sentinel) => sentinel.describe(),
+        }
+    }
+
+    /// The notices of a single server, where this process can hand a released lock to its own
+    /// waiters directly (the other kinds rely on the published notice).
+    pub(crate) fn local_notices(&self) -> Option<&Notices> {
+        match self {
+            Self::Single(server) => server.notices(),
+            _ => None,
+        }
+    }
+
+    /// Runs `call` on the owner of `key`.
+    ///
+    /// The futures of the multi-server kinds are boxed: it costs one allocation per round trip,
+    /// and keeps the nesting of future types shallow, which rustc needs in order to lay out the
+    /// futures of locked calls (without it, code locking through a sentinel manager overflowed
+    /// rustc 1.95's query depth: "queries overflow the depth limit!").
+    pub(crate) async fn run<K: Call>(&self, key: Key<'_>, call: &K) -> Replies<'_, K::Answer> {
+        match self {
+            Self::Single(server) => Replies::One(server.run(key, call, Place::SERVER).await),
+            Self::Redlock(masters) => {
+                Replies::Each(masters, Box::pin(masters.run(key, call)).await)
+            }
+            #[cfg(feature = "cluster")]
+            Self::Cluster(cluster) => Replies::One(Box::pin(cluster.run(key, call)).await),
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(sentinel) => Replies::One(Box::pin(sentinel.run(key, call)).await),
+        }
+    }
+
+    /// Subscribes to the release notices of `channel`; `None` when notices are disabled.
+    pub(crate) async fn subscribe(
+        &self,
+        channel: &str,
+    ) -> Option<redis::RedisResult<Subscription>> {
+        match self {
+            Self::Single(server) => server.subscribe(channel).await,
+            Self::Redlock(masters) => Box::pin(masters.subscribe(channel)).await,
+            #[cfg(feature = "cluster")]
+            Self::Cluster(cluster) => cluster.subscribe(channel).await,
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(sentinel) => Box::pin(sentinel.subscribe(channel)).await,
+        }
+    }
+
+    /// Checks that the deployment answers (for Redlock: a quorum of masters; for a cluster:
+    /// one node).
+    pub(crate) async fn ping(&self) -> Result<(), LockError> {
+        let key = Key {
+            redis: "",
+            name_at: 0,
+        };
+        match self.run(key, &Ping).await {
+            Replies::One(answer) => answer,
+            Replies::Each(masters, answers) => masters.enough(&answers),
+        }
+    }
+}
+
+/// `PING`.
+struct Ping;
+
+impl Call for Ping {
+    type Answer = ();
+
+    async fn run<C: ConnectionLike + Send>(
+        &self,
+        wire: &mut Wire<'_, C>,
+        _: Place,
+    ) -> Result<(), LockError> {
+        let _: String = wire
+            .send(&crate::wire::Request::command(redis::cmd("PING")))
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,341 @@
+//! Acquiring an exclusive lock: attempt, and while the lock is busy wait for a release notice,
+//! the next backoff step or the holder's lease, whichever comes first, then attempt again, until
+//! the lock is taken or the wait is over.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::deploy::Key;
+use crate::error::LockError;
+use crate::lease::answered_in_time;
+use crate::lock::calls::{Attempt, Claim};
+use crate::lock::guard::LockGuard;
+use crate::lock::token::{Tag, Token};
+use crate::notify::{Backoff, Subscription};
+use crate::options::Settings;
+use crate::shared::Inner;
+
+/// How long a waiter whose subscription failed polls before it tries to subscribe again.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+
+/// Acquires `redis_key` (the manager's prefix, then the key); `caller` is set for locked calls.
+///
+/// Bounded here, in the caller's task, whatever happens to connections: the wait, then at most
+/// one operation timeout for the last attempt.
+pub(crate) async fn acquire(
+    inner: &Arc<Inner>,
+    redis_key: String,
+    settings: &Settings,
+    caller: Option<Tag>,
+) -> Result<LockGuard, LockError> {
+    let key = Key {
+        redis: &redis_key,
+        name_at: inner.config.prefix.len(),
+    };
+    let asked = crate::metrics::Asked::now();
+    let span = tracing::debug_span!(
+        "redlock.acquire",
+        key = key.name(),
+        ttl_ms = settings.ttl_ms()
+    );
+    let token = match caller {
+        Some(_) => Token::locked_call(),
+        None => Token::plain(),
+    };
+    let caller = caller.as_ref().map(Tag::as_str);
+    let limit = settings.wait.saturating_add(inner.config.op_timeout);
+    let acquisition = Acquisition::new(inner, key, settings, &token, caller);
+    let result = crate::deadline::within(limit, key.name(), acquisition.run())
+        .in_span(span)
+        .await;
+    let result = result.map(|(fence, sent)| {
+        let key_len = redis_key.len() - inner.config.prefix.len();
+        LockGuard::new(
+            inner.clone(),
+            redis_key,
+            key_len,
+            token,
+            fence,
+            settings.ttl,
+            sent,
+        )
+    });
+    asked.ended(&result);
+    result
+}
+
+/// Acquires sorted, distinct `keys` one by one within one wait, all or nothing; `caller` is set
+/// for locked calls.
+pub(crate) async fn acquire_sorted(
+    inner: &Arc<Inner>,
+    keys: &[impl AsRef<str>],
+    settings: &Settings,
+    caller: Option<Tag>,
+) -> Result<Vec<LockGuard>, LockError> {
+    let deadline = Instant::now() + settings.wait;
+    let mut guards = Vec::with_capacity(keys.len());
+    for key in keys {
+        let left = Settings {
+            wait: deadline.saturating_duration_since(Instant::now()),
+            ..*settings
+        };
+        match acquire(inner, inner.redis_key(key.as_ref()), &left, caller).await {
+            Ok(guard) => guards.push(guard),
+            Err(e) => {
+                crate::lock::guard::release_after(&guards).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(guards)
+}
+
+/// One acquisition under way: what it has learnt between attempts.
+struct Acquisition<'a> {
+    inner: &'a Inner,
+    claim: Claim<'a>,
+    ttl: Duration,
+    start: Instant,
+    deadline: Instant,
+    backoff: Backoff,
+    /// Release notices of the key, once subscribed.
+    notices: Option<Subscription>,
+    /// When to try subscribing (again).
+    next_subscribe: Instant,
+    attempts: u32,
+}
+
+/// What an attempt that did not end the acquisition leaves to wait for.
+struct Retry {
+    /// How long the holder's lease still runs, when known.
+    holder_left: Option<Duration>,
+    /// The attempt failed (rather than finding the lock busy) with this error.
+    failure: Option<LockError>,
+}
+
+impl<'a> Acquisition<'a> {
+    fn new(
+        inner: &'a Inner,
+        key: Key<'a>,
+        settings: &Settings,
+        token: &'a Token,
+        caller: Option<&'a str>,
+    ) -> Self {
+        let start = Instant::now();
+        Self {
+            inner,
+            claim: Claim {
+                key,
+                fence_key: &inner.config.fence_key,
+                token: token.as_str(),
+                ttl_ms: settings.ttl_ms(),
+                caller,
+                likely_free: true,
+            },
+            ttl: settings.ttl,
+            start,
+            deadline: start + settings.wait,
+            backoff: Backoff::new(inner.config.backoff_min, inner.config.backoff_max),
+            notices: None,
+            next_subscribe: start,
+            attempts: 0,
+        }
+    }
+
+    /// The fencing token, and when the winning attempt was sent.
+    async fn run(mut self) -> Result<(u64, Instant), LockError> {
+        self.queue_behind_local_waiters().await;
+        loop {
+            let retry = match self.attempt().await {
+                Ok(taken) => return taken,
+                Err(retry) => retry,
+            };
+            if Instant::now() >= self.deadline {
+                return Err(self.given_up(retry.failure));
+            }
+            let failed = retry.failure.is_some();
+            if let Some(e) = retry.failure {
+                tracing::debug!(error = %e, "acquire attempt failed; retrying within the wait");
+            }
+            // Notices are worth a round trip once a holder is seen, not while the servers do
+            // not answer (the subscription would most likely fail the same way).
+            if !failed && self.subscribe_if_due().await {
+                // A release between the failed attempt and the subscription would not be
+                // heard: look again now that notices arrive.
+                continue;
+            }
+            if Instant::now() >= self.deadline {
+                continue; // the next attempt is the last one
+            }
+            self.pause(retry.holder_left).await;
+        }
+    }
+
+    /// Tasks of this process already waiting for the key go first: a newcomer (often the task
+    /// that just released it) queues behind them, and each local release hands the lock to the
+    /// longest waiter, so waiting is first come, first served.
+    async fn queue_behind_local_waiters(&mut self) {
+        let Some(notices) = self.inner.deployment.local_notices() else {
+            return;
+        };
+        let redis_key = self.claim.key.redis;
+        if !notices.has_waiters(redis_key) || self.deadline <= self.start {
+            return;
+        }
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if let Ok(Ok(mut sub)) = tokio::time::timeout(left, notices.subscribe(redis_key)).await {
+            sub.arm();
+            sub.wait(self.inner.config.backoff_max.min(left)).await;
+            self.notices = Some(sub);
+        }
+    }
+
+    /// One attempt: `Ok` ends the acquisition (taken, or an error no retry can mend).
+    async fn attempt(&mut self) -> Result<Result<(u64, Instant), LockError>, Retry> {
+        self.attempts += 1;
+        if let Some(sub) = self.notices.as_mut() {
+            sub.arm();
+        }
+        let sent = Instant::now();
+        let outcome = crate::lock::attempt(&self.inner.deployment, self.claim).await;
+        self.claim.likely_free = !matches!(outcome, Ok(Attempt::Busy(_) | Attempt::HeldByThisTask));
+        let key = self.claim.key.name();
+        let retry = |holder_left, failure| {
+            Err(Retry {
+                holder_left,
+                failure,
+            })
+        };
+        match outcome {
+            Ok(Attempt::Acquired(_)) if !answered_in_time(sent, self.ttl) => {
+                // The lease may have run out before the answer came: this token's place in the
+                // fencing order is not assured, so it is given back, not handed out.
+                tracing::debug!("acquired after the lease could have run out; retrying");
+                self.give_back().await;
+                retry(None, None)
+            }
+            Ok(Attempt::Acquired(fence)) => {
+                let waited = self.start.elapsed();
+                tracing::debug!(
+                    attempts = self.attempts,
+                    waited_ms = waited.as_millis() as u64,
+                    fence,
+                    "acquired"
+                );
+                Ok(Ok((fence, sent)))
+            }
+            Ok(Attempt::WrongType(found)) => Ok(Err(LockError::WrongType {
+                key: key.to_owned(),
+                found,
+            })),
+            Ok(Attempt::HeldByThisTask) => Ok(Err(LockError::HeldByThisTask {
+                key: key.to_owned(),
+            })),
+            Ok(Attempt::NotReplicated { acked, required }) => {
+                // Not safe to hand out (a failover could lose it): given back, retried.
+                tracing::debug!(acked, required, "too few replicas acknowledged; retrying");
+                self.give_back().await;
+                let failure = LockError::NotReplicated {
+                    key: key.to_owned(),
+                    acknowledged: acked,
+                    required,
+                };
+                retry(None, Some(failure))
+            }
+            Ok(Attempt::Busy(pttl)) => retry(pttl.map(Duration::from_millis), None),
+            Err(e) if retryable(&e) => retry(None, Some(e)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// Releases a lock taken but not to be handed out.
+    async fn give_back(&self) {
+        let _ = crate::lock::release(&self.inner.deployment, self.claim.holding()).await;
+    }
+
+    /// The error of an acquisition whose wait is over: the last attempt's failure, or busy.
+    fn given_up(&self, failure: Option<LockError>) -> LockError {
+        if let Some(e) = failure {
+            return e;
+        }
+        let waited = self.start.elapsed();
+        tracing::debug!(
+            attempts = self.attempts,
+            waited_ms = waited.as_millis() as u64,
+            "busy"
+        );
+        LockError::Timeout {
+            key: self.claim.key.name().to_owned(),
+            waited,
+        }
+    }
+
+    /// Subscribes to the key's release notices when not subscribed and it is time to try;
+    /// whether it just subscribed.
+    async fn subscribe_if_due(&mut self) -> bool {
+        let now = Instant::now();
+        if self.notices.is_some() || now < self.next_subscribe {
+            return false;
+        }
+        // Bounded by the wait: a server that stops answering must not stretch it.
+        let left = self.deadline.saturating_duration_since(now);
+        let subscribing = self.inner.deployment.subscribe(self.claim.key.redis);
+        let subscribed = tokio::time::timeout(left, subscribing)
+            .await
+            .unwrap_or_else(|_| {
+                Some(Err(crate::error::timed_out(
+                    "subscribing outlasted the wait",
+                )))
+            });
+        match subscribed {
+            Some(Ok(sub)) => {
+                self.notices = Some(sub);
+                return true;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "no release notices; polling");
+                self.next_subscribe = Instant::now() + RESUBSCRIBE_AFTER;
+            }
+            None => self.next_subscribe = self.deadline,
+        }
+        false
+    }
+
+    /// Waits for a release notice, the next backoff step, the holder's lease or the deadline,
+    /// whichever comes first.
+    async fn pause(&mut self, holder_left: Option<Duration>) {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let mut delay = self.backoff.next_delay().min(left);
+        if let Some(holder_left) = holder_left {
+            delay = delay.min(holder_left + Duration::from_millis(1));
+        }
+        match self.notices.as_mut() {
+            Some(sub) => sub.wait(delay).await,
+            None => tokio::time::sleep(delay).await,
+        }
+    }
+}
+
+/// Whether a failed attempt may succeed later, within the wait: connection trouble, a quorum not
+/// reached, or a cluster or replica in transition (`TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`,
+/// `LOADING`, `READONLY`).
+fn retryable(error: &LockError) -> bool {
+    use redis::ServerErrorKind as Kind;
+    match error {
+        LockError::QuorumNotReached { .. } | LockError::NotReplicated { .. } => true,
+        LockError::Redis { source, .. } => {
+            error.is_transient()
+                || matches!(
+                    source.kind(),
+                    redis::ErrorKind::Server(
+                        Kind::TryAgain
+                            | Kind::ClusterDown
+                            | Kind::MasterDown
+                            | Kind::BusyLoading
+                            | Kind::ReadOnly
+                    )
+                )
+        }
+        _ => false,
+    }
+}

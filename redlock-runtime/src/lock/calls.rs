@@ -1,0 +1,255 @@
+//! The exclusive lock's calls on the server that owns a key, and what their answers mean:
+//! [`Claim`] (an acquisition attempt), [`Release`], [`Extend`] and [`RaiseFence`].
+
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::Cmd;
+
+use crate::deploy::{Call, Key, Notice, Place};
+use crate::error::LockError;
+use crate::scripts;
+use crate::wire::{Request, Wire, Written};
+
+/// A lock as its holder names it: what release and extend act on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Holding<'a> {
+    pub(crate) key: Key<'a>,
+    /// The holder's token.
+    pub(crate) token: &'a str,
+}
+
+/// One acquisition attempt: which lock, for whom, for how long.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim<'a> {
+    pub(crate) key: Key<'a>,
+    /// The fencing counter's Redis key (on a cluster, the counter of the key's slot is named
+    /// from it).
+    pub(crate) fence_key: &'a str,
+    /// The holder's token.
+    pub(crate) token: &'a str,
+    /// The lease in milliseconds.
+    pub(crate) ttl_ms: u64,
+    /// For a locked call: the tag that ends the tokens of this task's plain guards, so that a
+    /// key held by one of them is reported ([`Attempt::HeldByThisTask`]) instead of waited for.
+    pub(crate) caller: Option<&'a str>,
+    /// Whether the lock is expected to be free (no holder seen yet): then the attempt is a bare
+    /// `SET NX PX` pipelined with the counter's `INCR`, and the script runs only if that fails.
+    pub(crate) likely_free: bool,
+}
+
+impl<'a> Claim<'a> {
+    /// The lock this attempt would hold.
+    pub(crate) fn holding(&self) -> Holding<'a> {
+        Holding {
+            key: self.key,
+            token: self.token,
+        }
+    }
+}
+
+/// What an acquisition attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// Taken, with this fencing token.
+    Acquired(u64),
+    /// Held by someone else for about this many more milliseconds (`None`: no expiry set).
+    Busy(Option<u64>),
+    /// Held by a plain guard of the calling task (see [`Claim::caller`]).
+    HeldByThisTask,
+    /// Taken, but fewer replicas than required acknowledged it: to be given back.
+    NotReplicated {
+        /// Replicas that acknowledged.
+        acked: usize,
+        /// Replicas required.
+        required: usize,
+    },
+    /// The key holds another Redis type.
+    WrongType(String),
+}
+
+impl redis::FromRedisValue for Attempt {
+    fn from_redis_value(v: redis::Value) -> Result<Self, redis::ParsingError> {
+        let (tag, value): (i64, redis::Value) = redis::FromRedisValue::from_redis_value(v)?;
+        match tag {
+            1 => Ok(Self::Acquired(redis::from_redis_value(value)?)),
+            0 => {
+                let pttl: i64 = redis::from_redis_value(value)?;
+                Ok(Self::Busy(u64::try_from(pttl).ok()))
+            }
+            2 => Ok(Self::WrongType(redis::from_redis_value(value)?)),
+            3 => Ok(Self::HeldByThisTask),
+            other => Err(format!("unexpected acquire reply tag {other}").into()),
+        }
+    }
+}
+
+/// When the lock is likely free, the attempt is what a bare lock costs: `SET NX PX` pipelined
+/// with `INCR` of the fencing counter, two native commands in one round trip. If the `SET`
+/// finds the key taken, or the lock was seen busy before, the acquire script answers instead:
+/// it takes the lock and increments the counter in one atomic step, or reports the holder's
+/// remaining lease, or the key's type when it is not a lock; it also recognises our own token,
+/// so an attempt retried after a lost reply finds the lock it already took.
+///
+/// The pipelined `INCR` is not atomic with the `SET`, and need not be: nobody else can take the
+/// key between the two while our lease runs, and a reply that arrives after the lease is not
+/// used (see `fence` module docs), so tokens still follow the order of the holders.
+impl Call for Claim<'_> {
+    type Answer = Attempt;
+    const ACKNOWLEDGED: bool = true;
+
+    fn lease(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.ttl_ms))
+    }
+
+    async fn run<C: ConnectionLike + Send>(
+        &self,
+        wire: &mut Wire<'_, C>,
+        at: Place,
+    ) -> Result<Attempt, LockError> {
+        let fence_key = at.companion(self.fence_key);
+        if self.likely_free {
+            let mut set = Cmd::with_capacity(6, 64 + self.key.redis.len());
+            set.arg("SET")
+                .arg(self.key.redis)
+                .arg(self.token)
+                .arg("NX")
+                .arg("PX")
+                .arg(self.ttl_ms);
+            let mut incr = Cmd::with_capacity(2, 8 + fence_key.len());
+            incr.arg("INCR").arg(&*fence_key);
+            let written: Written<(redis::Value, u64)> =
+                wire.write(Request::pipeline([set, incr])).await?;
+            let (set, fence) = written.answer;
+            if set != redis::Value::Nil {
+                return Ok(replicated(Attempt::Acquired(fence), written.short));
+            }
+        }
+        let mut script = Request::script(&scripts::ACQUIRE, 2, 5, self.key.redis.len() + 128)
+            .arg(self.key.redis)
+            .arg(&*fence_key)
+            .arg(self.token)
+            .arg(self.ttl_ms);
+        if let Some(caller) = self.caller {
+            script = script.arg(caller);
+        }
+        let written: Written<Attempt> = wire.write(script).await?;
+        Ok(replicated(written.answer, written.short))
+    }
+}
+
+/// `attempt`, unless too few replicas acknowledged the lock it took.
+fn replicated(attempt: Attempt, short: Option<(usize, usize)>) -> Attempt {
+    match (attempt, short) {
+        (Attempt::Acquired(_), Some((acked, required))) => {
+            Attempt::NotReplicated { acked, required }
+        }
+        (attempt, _) => attempt,
+    }
+}
+
+/// Compare-and-delete: `true` when released, `false` when the token no longer holds the lock.
+pub(crate) struct Release<'a> {
+    pub(crate) lock: Holding<'a>,
+    /// Whether waiters hear of it (not for the rollback of a failed Redlock attempt: waiters
+    /// woken by another waiter's rollback would try, fail, roll back and wake the next one, for
+    /// as long as the real holder keeps the lock).
+    pub(crate) notify: bool,
+}
+
+impl Call for Release<'_> {
+    type Answer = bool;
+
+    async fn run<C: ConnectionLike + Send>(
+        &self,
+        wire: &mut Wire<'_, C>,
+        at: Place,
+    ) -> Result<bool, LockError> {
+        let key = self.lock.key.redis;
+        let request = match self.notify {
+            true => {
+                let request = Request::script(&scripts::RELEASE, 1, 4, key.len() + 64)
+                    .arg(key)
+                    .arg(self.lock.token)
+                    .arg(at.notice.command());
+                match at.notice {
+                    Notice::PublishAlways => request.arg("always"),
+                    _ => request,
+                }
+            }
+            false => Request::script(&scripts::ROLLBACK, 1, 2, key.len() + 40)
+                .arg(key)
+                .arg(self.lock.token),
+        };
+        let released: i64 = wire.send(&request).await?;
+        Ok(released == 1)
+    }
+}
+
+/// Compare-and-pexpire: `true` when renewed, `false` when the token no longer holds the lock; a
+/// renewal that too few replicas acknowledged is [`LockError::NotReplicated`] (the lease is not
+/// counted as renewed).
+pub(crate) struct Extend<'a> {
+    pub(crate) lock: Holding<'a>,
+    pub(crate) ttl_ms: u64,
+}
+
+impl Call for Extend<'_> {
+    type Answer = bool;
+    const ACKNOWLEDGED: bool = true;
+
+    fn lease(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.ttl_ms))
+    }
+
+    async fn run<C: ConnectionLike + Send>(
+        &self,
+        wire: &mut Wire<'_, C>,
+        _: Place,
+    ) -> Result<bool, LockError> {
+        let key = self.lock.key;
+        let request = Request::script(&scripts::EXTEND, 1, 3, key.redis.len() + 64)
+            .arg(key.redis)
+            .arg(self.lock.token)
+            .arg(self.ttl_ms);
+        let written: Written<i64> = wire.write(request).await?;
+        match written.short {
+            Some((acknowledged, required)) if written.answer == 1 => {
+                Err(LockError::NotReplicated {
+                    key: key.name().to_owned(),
+                    acknowledged,
+                    required,
+                })
+            }
+            _ => Ok(written.answer == 1),
+        }
+    }
+}
+
+/// Redlock fencing: raises a master's fencing counter to at least `token`; answers the
+/// counter's value afterwards.
+pub(crate) struct RaiseFence<'a> {
+    pub(crate) fence_key: &'a str,
+    pub(crate) token: u64,
+    pub(crate) ttl_ms: u64,
+}
+
+impl Call for RaiseFence<'_> {
+    type Answer = u64;
+
+    fn lease(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.ttl_ms))
+    }
+
+    async fn run<C: ConnectionLike + Send>(
+        &self,
+        wire: &mut Wire<'_, C>,
+        at: Place,
+    ) -> Result<u64, LockError> {
+        let fence_key = at.companion(self.fence_key);
+        let request = Request::script(&scripts::RAISE_FENCE, 1, 2, fence_key.len() + 24)
+            .arg(&*fence_key)
+            .arg(self.token);
+        wire.send(&request).await
+    }
+}

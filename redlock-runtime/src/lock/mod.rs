@@ -1,0 +1,60 @@
+//! The exclusive lock: one holder at a time, on any deployment.
+//!
+//! - `calls`: the lock's calls on the server that owns a key (attempt, release, extend, fence
+//!   raise) and what their answers mean;
+//! - [`quorum`](crate::quorum): what a Redlock quorum of those answers means;
+//! - `acquire`: the acquisition loop (attempt, wait for a notice or a backoff step, again);
+//! - `token`, `guard`, `set`: what a holder has.
+//!
+//! The functions below run a call on the deployment and read its answer, whichever kind the
+//! deployment is: the only place where one server's answer and a quorum's part ways.
+
+use std::time::Instant;
+
+use crate::deploy::{Deployment, Replies};
+use crate::error::LockError;
+
+pub(crate) mod acquire;
+pub(crate) mod calls;
+pub(crate) mod guard;
+pub mod quorum;
+pub(crate) mod set;
+pub(crate) mod token;
+
+use calls::{Attempt, Claim, Extend, Holding, Release};
+
+/// One acquisition attempt.
+pub(crate) async fn attempt(
+    deployment: &Deployment,
+    claim: Claim<'_>,
+) -> Result<Attempt, LockError> {
+    let sent = Instant::now();
+    match deployment.run(claim.key, &claim).await {
+        Replies::One(answer) => answer,
+        Replies::Each(masters, answers) => {
+            Box::pin(quorum::attempted(masters, claim, sent, answers)).await
+        }
+    }
+}
+
+/// Compare-and-delete, publishing a release notice; `false` when the token no longer holds the
+/// lock.
+pub(crate) async fn release(deployment: &Deployment, lock: Holding<'_>) -> Result<bool, LockError> {
+    let call = Release { lock, notify: true };
+    match deployment.run(lock.key, &call).await {
+        Replies::One(answer) => answer,
+        Replies::Each(masters, answers) => masters.verdict(lock.key.name(), &answers),
+    }
+}
+
+/// Compare-and-pexpire; `false` when the token no longer holds the lock.
+pub(crate) async fn extend(
+    deployment: &Deployment,
+    lock: Holding<'_>,
+    ttl_ms: u64,
+) -> Result<bool, LockError> {
+    match deployment.run(lock.key, &Extend { lock, ttl_ms }).await {
+        Replies::One(answer) => answer,
+        Replies::Each(masters, answers) => masters.verdict(lock.key.name(), &answers),
+    }
+}
