@@ -19,16 +19,20 @@
 //! Over TLS the client library sets up the connection and keeps its task, which the watchdog
 //! could not close: there each request has the library's response timeout instead.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, RedisError, RedisResult};
-use tokio::sync::Notify;
 
 use crate::error::LockError;
+
+mod watch;
+
+pub(crate) use watch::Bound;
+use watch::Watch;
 
 /// A command connection to one server, connected on first use and again after it broke.
 pub(crate) struct Link {
@@ -74,72 +78,6 @@ impl Drop for Live {
         }
         // A sleeping watchdog wakes, finds its connection gone and ends.
         self.watch.wake.notify_one();
-    }
-}
-
-/// What the watchdog reads: requests numbered as they are sent, the highest-numbered one
-/// answered, and connections it closed.
-///
-/// Answers on one connection come in the order of the requests, so everything numbered up to
-/// the highest answer has its answer too, including requests whose caller stopped waiting
-/// (their answer comes all the same, unheard); requests are waiting exactly while the last
-/// number sent is above it.
-pub(crate) struct Watch {
-    sent: AtomicU64,
-    answered: AtomicU64,
-    closed: AtomicU64,
-    op_timeout: Duration,
-    dormant: AtomicBool,
-    wake: Arc<Notify>,
-}
-
-impl Watch {
-    /// Numbers a request about to be sent; returns its number and the closings so far.
-    fn begin(&self) -> (u64, u64) {
-        let number = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.dormant.load(Ordering::SeqCst) {
-            self.dormant.store(false, Ordering::SeqCst);
-            self.wake.notify_one();
-        }
-        (number, self.closed.load(Ordering::SeqCst))
-    }
-}
-
-/// How long a request may wait for its answer.
-#[derive(Clone, Copy)]
-pub(crate) enum Bound<'a> {
-    /// A timer per request (a Redis Cluster's connections).
-    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    Timer(Duration),
-    /// A watched link.
-    Watched(&'a Watch),
-}
-
-impl Bound<'_> {
-    /// Awaits `request`, bounded.
-    pub(crate) async fn run<T>(
-        self,
-        key: &str,
-        request: impl std::future::Future<Output = RedisResult<T>>,
-    ) -> Result<T, LockError> {
-        match self {
-            Bound::Timer(limit) => {
-                let request = async { request.await.map_err(|e| LockError::redis(key, e)) };
-                crate::deadline::within(limit, key, request).await
-            }
-            Bound::Watched(watch) => {
-                let (number, closed) = watch.begin();
-                let result = request.await;
-                watch.answered.fetch_max(number, Ordering::SeqCst);
-                result.map_err(|e| {
-                    if watch.closed.load(Ordering::SeqCst) != closed {
-                        LockError::no_answer(key, watch.op_timeout)
-                    } else {
-                        LockError::redis(key, e)
-                    }
-                })
-            }
-        }
     }
 }
 
@@ -322,14 +260,7 @@ impl Shared {
             generation: self.generations.fetch_add(1, Ordering::Relaxed),
             runtime,
             driver,
-            watch: Arc::new(Watch {
-                sent: AtomicU64::new(0),
-                answered: AtomicU64::new(0),
-                closed: AtomicU64::new(0),
-                op_timeout: self.op_timeout,
-                dormant: AtomicBool::new(false),
-                wake: Arc::default(),
-            }),
+            watch: Arc::new(Watch::new(self.op_timeout)),
         })
     }
 
