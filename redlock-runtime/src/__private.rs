@@ -3,7 +3,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
-pub use crate::{LockError, LockGuard, LockManager, LockOptions, LockSet};
+pub use crate::error::LockError;
+pub use crate::lock::guard::LockGuard;
+pub use crate::lock::set::LockSet;
+pub use crate::manager::LockManager;
+pub use crate::options::LockOptions;
 pub use core::time::Duration;
 
 /// Where a locked call takes its manager from.
@@ -177,7 +181,7 @@ pub async fn enter<const N: usize>(
     options: LockOptions,
 ) -> Result<Entered, LockError> {
     let manager = match client {
-        Client::Global => crate::global()?,
+        Client::Global => crate::manager::global()?,
         Client::Given(manager) => manager,
     };
     crate::run::enter(manager, &mut keys, &options).await

@@ -40,7 +40,7 @@ pub(crate) async fn load_all<C: redis::aio::ConnectionLike + Send>(
     conn: &mut C,
     key: &str,
     limit: std::time::Duration,
-) -> Result<(), crate::LockError> {
+) -> Result<(), crate::error::LockError> {
     let mut pipe = redis::pipe();
     for code in [ACQUIRE_LUA, RELEASE_LUA, EXTEND_LUA] {
         pipe.cmd("SCRIPT").arg("LOAD").arg(code).ignore();
@@ -49,7 +49,7 @@ pub(crate) async fn load_all<C: redis::aio::ConnectionLike + Send>(
         match pipe.query_async::<()>(conn).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error() => {
-                Err(crate::LockError::redis(key, e))
+                Err(crate::error::LockError::redis(key, e))
             }
             Err(e) => {
                 tracing::debug!(error = %e, "loading the scripts was refused");

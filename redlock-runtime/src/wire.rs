@@ -81,7 +81,7 @@ impl<'s> Request<'s> {
     }
 
     /// Appends a key or an argument to a script call or a single command.
-    pub(crate) fn arg(mut self, arg: impl redis::ToRedisArgs) -> Self {
+    pub(crate) fn arg(&mut self, arg: impl redis::ToRedisArgs) -> &mut Self {
         if let Body::One(cmd) = &mut self.body {
             cmd.arg(arg);
         }

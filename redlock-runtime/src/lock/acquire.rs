@@ -197,7 +197,7 @@ impl<'a> Acquisition<'a> {
             sub.arm();
         }
         let sent = Instant::now();
-        let outcome = crate::lock::attempt(&self.inner.deployment, self.claim).await;
+        let outcome = crate::lock::attempt(&self.inner.deployment, self.claim, sent).await;
         self.claim.likely_free = !matches!(outcome, Ok(Attempt::Busy(_) | Attempt::HeldByThisTask));
         let key = self.claim.key.name();
         let retry = |holder_left, failure| {

@@ -125,13 +125,14 @@ impl Call for Claim<'_> {
                 return Ok(replicated(Attempt::Acquired(fence), written.short));
             }
         }
-        let mut script = Request::script(&scripts::ACQUIRE, 2, 5, self.key.redis.len() + 128)
+        let mut script = Request::script(&scripts::ACQUIRE, 2, 5, self.key.redis.len() + 128);
+        script
             .arg(self.key.redis)
             .arg(&*fence_key)
             .arg(self.token)
             .arg(self.ttl_ms);
         if let Some(caller) = self.caller {
-            script = script.arg(caller);
+            script.arg(caller);
         }
         let written: Written<Attempt> = wire.write(script).await?;
         Ok(replicated(written.answer, written.short))
@@ -166,21 +167,19 @@ impl Call for Release<'_> {
         at: Place,
     ) -> Result<bool, LockError> {
         let key = self.lock.key.redis;
-        let request = match self.notify {
-            true => {
-                let request = Request::script(&scripts::RELEASE, 1, 4, key.len() + 64)
-                    .arg(key)
-                    .arg(self.lock.token)
-                    .arg(at.notice.command());
-                match at.notice {
-                    Notice::PublishAlways => request.arg("always"),
-                    _ => request,
-                }
-            }
-            false => Request::script(&scripts::ROLLBACK, 1, 2, key.len() + 40)
-                .arg(key)
-                .arg(self.lock.token),
+        let script = match self.notify {
+            true => &scripts::RELEASE,
+            false => &scripts::ROLLBACK,
         };
+        let mut request = Request::script(script, 1, 4, key.len() + 64);
+        request.arg(key).arg(self.lock.token);
+        // `PUBLISH` when the key was released is the script's default.
+        if self.notify && at.notice != Notice::Publish {
+            request.arg(at.notice.command());
+            if at.notice == Notice::PublishAlways {
+                request.arg("always");
+            }
+        }
         let released: i64 = wire.send(&request).await?;
         Ok(released == 1)
     }
@@ -208,10 +207,8 @@ impl Call for Extend<'_> {
         _: Place,
     ) -> Result<bool, LockError> {
         let key = self.lock.key;
-        let request = Request::script(&scripts::EXTEND, 1, 3, key.redis.len() + 64)
-            .arg(key.redis)
-            .arg(self.lock.token)
-            .arg(self.ttl_ms);
+        let mut request = Request::script(&scripts::EXTEND, 1, 3, key.redis.len() + 64);
+        request.arg(key.redis).arg(self.lock.token).arg(self.ttl_ms);
         let written: Written<i64> = wire.write(request).await?;
         match written.short {
             Some((acknowledged, required)) if written.answer == 1 => {
@@ -247,9 +244,8 @@ impl Call for RaiseFence<'_> {
         at: Place,
     ) -> Result<u64, LockError> {
         let fence_key = at.companion(self.fence_key);
-        let request = Request::script(&scripts::RAISE_FENCE, 1, 2, fence_key.len() + 24)
-            .arg(&*fence_key)
-            .arg(self.token);
+        let mut request = Request::script(&scripts::RAISE_FENCE, 1, 2, fence_key.len() + 24);
+        request.arg(&*fence_key).arg(self.token);
         wire.send(&request).await
     }
 }

@@ -23,12 +23,12 @@ pub(crate) mod token;
 
 use calls::{Attempt, Claim, Extend, Holding, Release};
 
-/// One acquisition attempt.
+/// One acquisition attempt, sent at `sent`.
 pub(crate) async fn attempt(
     deployment: &Deployment,
     claim: Claim<'_>,
+    sent: Instant,
 ) -> Result<Attempt, LockError> {
-    let sent = Instant::now();
     match deployment.run(claim.key, &claim).await {
         Replies::One(answer) => answer,
         Replies::Each(masters, answers) => {

@@ -13,6 +13,10 @@
 //! each subscription to the master of the channel's slot); a Redlock manager listens on one of
 //! its masters, every master publishing each release. A waiter whose subscription fails polls,
 //! and tries to subscribe again after a second.
+//!
+//! One concern in one file, a little over 400 lines: the table of waited-on keys, the
+//! subscriptions and the dispatch of notices share their private state, and split apart they
+//! would have to expose it to each other.
 
 use std::collections::HashMap;
 use std::pin::Pin;

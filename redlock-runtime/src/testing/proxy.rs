@@ -1,4 +1,7 @@
 //! A loopback TCP proxy that cuts, delays or swallows traffic, for fault tests.
+//!
+//! One concern: the proxy, its modes and its own tests (a third of the file); the modes act on
+//! the same forwarding loop.
 
 use std::fmt;
 use std::io;

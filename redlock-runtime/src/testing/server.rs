@@ -1,5 +1,8 @@
 //! One real `redis-server` process: [`RedisServer`], started, probed, stopped, restarted,
 //! paused and resumed.
+//!
+//! One concern, a little over 400 lines: the life cycle of one process (launch, readiness,
+//! signals, restarts on the same address) is one state machine over the same fields.
 
 use std::fmt;
 use std::fs;
