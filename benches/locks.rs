@@ -18,9 +18,13 @@
 //!   acquire wait, cycles per task min/max.
 //! - M: memory of this process (resident set) and of Redis (`used_memory`, keys left) before
 //!   and after a million cycles on distinct keys, each waited for by a second task.
+//! - X: contention between processes: P processes × T tasks on one key (16 × 1 and 4 × 4),
+//!   empty critical section, wait 10 s, T seconds, for the library and for a polling baseline
+//!   (`SET NX PX` every 2 ms) run by the same child processes (this benchmark run again):
+//!   cycles/s, p50/p99/max acquire wait, cycles per task min/max over every process.
 //!
 //! Also printed for B: CPU time per cycle of this process and of Redis, which explains the
-//! ratios. `BENCH_ONLY=a,b,c,m` picks workloads; `BENCH_MEMORY_CYCLES` sizes M.
+//! ratios. `BENCH_ONLY=a,b,c,m,x` picks workloads; `BENCH_MEMORY_CYCLES` sizes M.
 //!
 //! The raw baseline: `SET key token NX PX ttl`, then `EVALSHA` compare-and-delete, on one
 //! multiplexed connection. The last line printed is one JSON object with every figure.
@@ -31,6 +35,9 @@ use std::time::{Duration, Instant};
 
 use redlock::testing::{RedisServer, ServerOptions};
 use redlock::{distributed_lock, LockError, LockManager, LockOptions};
+
+#[path = "locks/processes.rs"]
+mod processes;
 
 const TTL_MS: u64 = 10_000;
 const UNLOCK: &str =
@@ -669,6 +676,36 @@ async fn report_c(ctx: &Arc<Ctx>, figures: &mut Vec<(String, f64)>, raw_unconten
     }
 }
 
+/// Runs X and reports it.
+fn report_x(url: &str, seconds: f64, figures: &mut Vec<(String, f64)>) {
+    println!(
+        "\nX) 1 key across processes, empty critical section, wait 10s, {seconds:.0}s per run"
+    );
+    for (processes, tasks) in processes::SETUPS {
+        println!("   {processes} processes x {tasks} tasks");
+        for contender in processes::Contender::ALL {
+            let x = processes::run(url, contender, processes, tasks, seconds);
+            println!(
+                "   {:<10} {:>9.0} cycles/s   wait p50 {:>7.1}us p99 {:>8.1}us max {:>8.1}us   cycles/task {}..{}",
+                contender.name(),
+                x.rate,
+                us(x.p50),
+                us(x.p99),
+                us(x.max),
+                x.min_cycles,
+                x.max_cycles
+            );
+            let at = format!("x_{processes}x{tasks}_{}", contender.name());
+            figures.push((format!("{at}_cycles_per_s"), x.rate));
+            figures.push((format!("{at}_wait_p50_us"), us(x.p50)));
+            figures.push((format!("{at}_wait_p99_us"), us(x.p99)));
+            figures.push((format!("{at}_wait_max_us"), us(x.max)));
+            figures.push((format!("{at}_cycles_per_task_min"), x.min_cycles as f64));
+            figures.push((format!("{at}_cycles_per_task_max"), x.max_cycles as f64));
+        }
+    }
+}
+
 fn env_f64(name: &str, default: f64) -> f64 {
     std::env::var(name)
         .ok()
@@ -676,12 +713,15 @@ fn env_f64(name: &str, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
-/// Whether workload `name` ("a", "b", "c", "m") is selected by `BENCH_ONLY` (all by default).
+/// Whether workload `name` ("a", "b", "c", "m", "x") is selected by `BENCH_ONLY` (all by default).
 fn selected(name: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|w| w.trim() == name))
 }
 
 fn main() {
+    if processes::child() {
+        return;
+    }
     let seconds = env_f64("BENCH_SECONDS", 5.0);
     let cycles = env_f64("BENCH_CYCLES", 20_000.0) as usize;
     let memory_cycles = env_f64("BENCH_MEMORY_CYCLES", 1_000_000.0) as usize;
@@ -746,6 +786,10 @@ fn main() {
         });
         rows.push(row);
     }
+    let mut x_figures = Vec::new();
+    if selected("x") {
+        report_x(&url, seconds, &mut x_figures);
+    }
     let mut json = String::from("{");
     for row in &rows {
         for (name, value) in &row.figures {
@@ -768,6 +812,9 @@ fn main() {
             m.redis_after_kib,
             m.redis_keys_after
         ));
+    }
+    for (name, value) in &x_figures {
+        json.push_str(&format!("\"{name}\":{value:.3},"));
     }
     json.pop();
     json.push('}');
