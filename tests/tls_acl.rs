@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use redlock::testing::{ServerOptions, TlsRedisServer};
 use redlock::{distributed_lock, LockError, LockManager};
 
-/// What a lock manager needs, and nothing else: its commands (the scripts' too), the lock keys
-/// and fencing counter, the release-notice channels.
+/// What a lock manager needs, and nothing else: its commands (the scripts' too), the lock keys,
+/// the fencing counter and the keys' lines of waiters, the release-notice channels.
 const LOCKER_ACL: &[&str] = &[
     "ACL",
     "SETUSER",
@@ -21,6 +21,7 @@ const LOCKER_ACL: &[&str] = &[
     ">locker-pw",
     "~lock:*",
     "~redlock:fence",
+    "~redlock:fence:*",
     "&lock:*",
     "+set",
     "+get",
@@ -29,6 +30,13 @@ const LOCKER_ACL: &[&str] = &[
     "+pttl",
     "+pexpire",
     "+type",
+    "+time",
+    "+zadd",
+    "+zrange",
+    "+zrem",
+    "+hset",
+    "+hget",
+    "+hdel",
     "+evalsha",
     "+eval",
     "+script|load",

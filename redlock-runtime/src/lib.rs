@@ -41,10 +41,36 @@
 //!
 //! # Waiting
 //!
-//! A busy lock is waited for up to `wait`: the waiter subscribes to the key's release notices
-//! (one shared pub/sub connection per manager), looks once more, then sleeps until a notice, the
-//! next backoff step (exponential, full jitter), the holder's remaining lease, or the deadline,
-//! whichever comes first.
+//! A busy lock is waited for up to `wait`, in line: the attempt that finds the lock busy puts
+//! the waiter in the key's line of waiters on the server, in order of arrival, whichever
+//! process it is in. The waiter subscribes to the key's notices (one shared pub/sub connection
+//! per manager). A release hands the lock to the longest waiter in the same script that
+//! deletes the holder's key, with the next fencing token, and publishes whom it went to: the
+//! lock changes hands in one round trip, first come first served across processes, and only the
+//! new holder wakes. A waiter attempts again only to keep its place, when the holder's lease
+//! runs out, or at its deadline; without notices (or when one is missed) that attempt finds
+//! the lock handed to it. Redlock keeps no line (a quorum of lines is not one line): its
+//! waiters wake on any master's notice and poll with jittered backoff.
+//!
+//! Why it is safe:
+//!
+//! - **One holder.** The hand-off sets the lock key to the waiter's token only after deleting
+//!   the releaser's, in one atomic script; nobody else can set it while it exists.
+//! - **The lease never outlasts the server's.** A handed-over waiter counts its lease from when
+//!   it sent its last attempt that found the lock busy. That attempt ran before the hand-off
+//!   (had it run after, it would have found its own token and taken the lock itself), so the
+//!   lease it counts ends no later than the one the server set.
+//! - **Dead waiters cost a bounded delay.** A place lasts a grace (three of the longest backoff
+//!   pauses plus a quarter of the operation timeout: 1.1 s by default) unless the waiter
+//!   attempts again; expired places are skipped. The first lease of a hand-off is that grace at
+//!   most, so a waiter killed within its grace holds the lock no longer than the grace; a live
+//!   one extends it to its ttl at once (a renewing locked call while its body runs, anyone else
+//!   before the guard is returned).
+//! - **Waiters that give up leave.** A wait that ends, an error or a dropped future takes the
+//!   waiter out of line; if the lock was handed to it meanwhile, it is handed on. The line
+//!   itself expires with its last place.
+//! - **Fencing holds across hand-offs.** Each hand-off increments the key's counter in the same
+//!   script, so tokens keep increasing with every holder.
 //!
 //! # Layers
 //!

@@ -11,13 +11,19 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// `SET NX PX` plus the fencing counter; the remaining lease when busy.
-pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
-const ACQUIRE_LUA: &str = include_str!("scripts/acquire.lua");
+/// The line of waiters of a lock: helpers the acquire and release scripts start with.
+const QUEUE_LUA: &str = include_str!("scripts/queue.lua");
 
-/// Compare-and-delete that publishes a release notice (as the deployment says).
-pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
-const RELEASE_LUA: &str = include_str!("scripts/release.lua");
+/// `SET NX PX` plus the fencing counter; when busy, a place in line and the remaining lease.
+pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(&ACQUIRE_LUA));
+static ACQUIRE_LUA: LazyLock<String> =
+    LazyLock::new(|| [QUEUE_LUA, include_str!("scripts/acquire.lua")].concat());
+
+/// Compare-and-delete that hands the lock to the longest waiter, or publishes a release notice
+/// (as the deployment says).
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(&RELEASE_LUA));
+static RELEASE_LUA: LazyLock<String> =
+    LazyLock::new(|| [QUEUE_LUA, include_str!("scripts/release.lua")].concat());
 
 /// Undo of a failed Redlock attempt on one master: compare-and-delete without a notice.
 pub(crate) static ROLLBACK: LazyLock<Script> =
@@ -42,7 +48,7 @@ pub(crate) async fn load_all<C: redis::aio::ConnectionLike + Send>(
     limit: std::time::Duration,
 ) -> Result<(), crate::error::LockError> {
     let mut pipe = redis::pipe();
-    for code in [ACQUIRE_LUA, RELEASE_LUA, EXTEND_LUA] {
+    for code in [ACQUIRE_LUA.as_str(), RELEASE_LUA.as_str(), EXTEND_LUA] {
         pipe.cmd("SCRIPT").arg("LOAD").arg(code).ignore();
     }
     let load = async {

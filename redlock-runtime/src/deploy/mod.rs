@@ -82,6 +82,9 @@ pub(crate) struct Place {
     slot: Option<u16>,
     /// How a release notice is published here.
     pub(crate) notice: Notice,
+    /// Whether waiters may wait in line on this server (not on a Redlock master: a line is
+    /// one server's, and a quorum of lines is not one line).
+    pub(crate) queue: bool,
 }
 
 /// How a release notice is published where a call runs.
@@ -111,6 +114,7 @@ impl Place {
     pub(crate) const SERVER: Place = Place {
         slot: None,
         notice: Notice::Publish,
+        queue: true,
     };
 
     /// A companion of the key, named from `base`, that lives where the key does: `base`
@@ -123,6 +127,48 @@ impl Place {
             #[cfg(not(feature = "cluster"))]
             Some(_) => Cow::Borrowed(base),
         }
+    }
+
+    /// A companion named `<base>:<kind>:<key>` of `key` (a Redis key), that lives where the
+    /// key does (on a cluster, with the key's slot tag after it), written straight into a
+    /// command.
+    pub(crate) fn companion_of<'b>(
+        &self,
+        base: &'b str,
+        kind: &'static str,
+        key: &'b str,
+    ) -> Companion<'b> {
+        Companion {
+            base,
+            kind,
+            key,
+            slot: self.slot,
+        }
+    }
+}
+
+/// A companion key of another key; see [`Place::companion_of`].
+pub(crate) struct Companion<'a> {
+    base: &'a str,
+    kind: &'static str,
+    key: &'a str,
+    slot: Option<u16>,
+}
+
+impl std::fmt::Display for Companion<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.base, self.kind, self.key)?;
+        match self.slot {
+            #[cfg(feature = "cluster")]
+            Some(slot) => write!(f, ":{{{}}}", slot::slot_tag(slot)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl redis::ToRedisArgs for Companion<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        out.write_arg_fmt(self);
     }
 }
 

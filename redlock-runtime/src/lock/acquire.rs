@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::deploy::Key;
 use crate::error::LockError;
 use crate::lease::answered_in_time;
-use crate::lock::calls::{Attempt, Claim};
+use crate::lock::calls::{Attempt, Claim, Holding};
 use crate::lock::guard::LockGuard;
 use crate::lock::token::{Tag, Token};
 use crate::notify::{Backoff, Subscription};
@@ -17,6 +17,13 @@ use crate::shared::Inner;
 
 /// How long a waiter whose subscription failed polls before it tries to subscribe again.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a waiter keeps its place in a key's line without attempting again: three of the
+/// longest pauses between its attempts, plus a quarter of the operation timeout for a slow
+/// answer. A waiter that stopped (its process killed, say) holds the line up no longer.
+fn grace(backoff_max: Duration, op_timeout: Duration) -> Duration {
+    backoff_max * 3 + op_timeout / 4
+}
 
 /// Acquires `redis_key` (the manager's prefix, then the key); `caller` is set for locked calls.
 ///
@@ -48,18 +55,29 @@ pub(crate) async fn acquire(
     let result = crate::deadline::within(limit, key.name(), acquisition.run())
         .in_span(span)
         .await;
-    let result = result.map(|(fence, sent)| {
-        let key_len = redis_key.len() - inner.config.prefix.len();
-        LockGuard::new(
-            inner.clone(),
-            redis_key,
-            key_len,
-            token,
-            fence,
-            settings.ttl,
-            sent,
-        )
-    });
+    let result = match result {
+        Ok(taken) => {
+            let key_len = redis_key.len() - inner.config.prefix.len();
+            let guard = LockGuard::new(
+                inner.clone(),
+                redis_key,
+                key_len,
+                token,
+                taken.fence,
+                settings.ttl,
+                taken.sent,
+                taken.lease,
+            );
+            // A hand-off's first lease is short (see `scripts/queue.lua`): a locked call that
+            // renews extends it while its body runs; anyone else gets the full lease first.
+            let renewed_by_caller = caller.is_some() && settings.renew;
+            match taken.lease < settings.ttl && !renewed_by_caller {
+                true => guard.extend().await.map(|()| guard),
+                false => Ok(guard),
+            }
+        }
+        Err(e) => Err(e),
+    };
     asked.ended(&result);
     result
 }
@@ -91,8 +109,15 @@ pub(crate) async fn acquire_sorted(
 }
 
 /// One acquisition under way: what it has learnt between attempts.
+///
+/// While the lock is busy the waiter has a place in the key's line on the server (see
+/// `scripts/queue.lua`), renewed by each attempt: a release hands the lock to the longest waiter
+/// and tells it, so the lock changes hands in the release's round trip and in order of
+/// arrival, across processes. The new holder's lease counts from when it sent its last attempt
+/// that found the lock busy: that attempt ran before the hand-off, so the lease ends no later
+/// than the one the server set.
 struct Acquisition<'a> {
-    inner: &'a Inner,
+    inner: &'a Arc<Inner>,
     claim: Claim<'a>,
     ttl: Duration,
     start: Instant,
@@ -103,6 +128,18 @@ struct Acquisition<'a> {
     /// When to try subscribing (again).
     next_subscribe: Instant,
     attempts: u32,
+    /// When the last attempt that found the lock busy (and kept a place in line) was sent.
+    in_line_since: Option<Instant>,
+    /// Whether the acquisition ended (taken, or its place in line given up).
+    ended: bool,
+}
+
+/// A lock taken: its fencing token, when the attempt that took it (or the last one before a
+/// hand-off) was sent, and the lease the server set then.
+struct Taken {
+    fence: u64,
+    sent: Instant,
+    lease: Duration,
 }
 
 /// What an attempt that did not end the acquisition leaves to wait for.
@@ -115,7 +152,7 @@ struct Retry {
 
 impl<'a> Acquisition<'a> {
     fn new(
-        inner: &'a Inner,
+        inner: &'a Arc<Inner>,
         key: Key<'a>,
         settings: &Settings,
         token: &'a Token,
@@ -130,7 +167,17 @@ impl<'a> Acquisition<'a> {
                 token: token.as_str(),
                 ttl_ms: settings.ttl_ms(),
                 caller,
-                likely_free: true,
+                // A key this process waited for lately is likely busy again.
+                likely_free: !inner
+                    .deployment
+                    .local_notices()
+                    .is_some_and(|notices| notices.contended(key.redis)),
+                grace_ms: match settings.wait.is_zero() {
+                    true => 0,
+                    false => {
+                        grace(inner.config.backoff_max, inner.config.op_timeout).as_millis() as u64
+                    }
+                },
             },
             ttl: settings.ttl,
             start,
@@ -139,18 +186,28 @@ impl<'a> Acquisition<'a> {
             notices: None,
             next_subscribe: start,
             attempts: 0,
+            in_line_since: None,
+            ended: false,
         }
     }
 
-    /// The fencing token, and when the winning attempt was sent.
-    async fn run(mut self) -> Result<(u64, Instant), LockError> {
-        self.queue_behind_local_waiters().await;
+    /// The lock, or why not.
+    async fn run(mut self) -> Result<Taken, LockError> {
+        if !self.claim.likely_free {
+            // Contended lately: notices likely flow already (a lingering subscription), so
+            // subscribing first costs nothing and hears every release after the first attempt.
+            self.subscribe_if_due().await;
+        }
         loop {
             let retry = match self.attempt().await {
-                Ok(taken) => return taken,
+                Ok(taken) => {
+                    self.ended = taken.is_ok();
+                    return taken;
+                }
                 Err(retry) => retry,
             };
             if Instant::now() >= self.deadline {
+                self.leave_line().await;
                 return Err(self.given_up(retry.failure));
             }
             let failed = retry.failure.is_some();
@@ -168,30 +225,34 @@ impl<'a> Acquisition<'a> {
                 continue; // the next attempt is the last one
             }
             self.pause(retry.holder_left).await;
+            if let Some(taken) = self.handed_over() {
+                self.ended = true;
+                return Ok(taken);
+            }
         }
     }
 
-    /// Tasks of this process already waiting for the key go first: a newcomer (often the task
-    /// that just released it) queues behind them, and each local release hands the lock to the
-    /// longest waiter, so waiting is first come, first served.
-    async fn queue_behind_local_waiters(&mut self) {
-        let Some(notices) = self.inner.deployment.local_notices() else {
-            return;
-        };
-        let redis_key = self.claim.key.redis;
-        if !notices.has_waiters(redis_key) || self.deadline <= self.start {
-            return;
+    /// The lock, when a release handed it to this waiter and the lease it can count on is long
+    /// enough to be worth it (half the ttl); otherwise the next attempt confirms it (the
+    /// server knows this waiter's token as the holder's) with a lease from that attempt.
+    fn handed_over(&self) -> Option<Taken> {
+        let fence = self.notices.as_ref()?.granted()?;
+        let since = self.in_line_since?;
+        let lease = self.ttl.min(Duration::from_millis(self.claim.grace_ms));
+        let lease_end = crate::lease::lease_end(since, lease);
+        if lease_end.saturating_duration_since(Instant::now()) < lease / 2 {
+            return None;
         }
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if let Ok(Ok(mut sub)) = tokio::time::timeout(left, notices.subscribe(redis_key)).await {
-            sub.arm();
-            sub.wait(self.inner.config.backoff_max.min(left)).await;
-            self.notices = Some(sub);
-        }
+        tracing::debug!(attempts = self.attempts, fence, "handed over");
+        Some(Taken {
+            fence,
+            sent: since,
+            lease,
+        })
     }
 
     /// One attempt: `Ok` ends the acquisition (taken, or an error no retry can mend).
-    async fn attempt(&mut self) -> Result<Result<(u64, Instant), LockError>, Retry> {
+    async fn attempt(&mut self) -> Result<Result<Taken, LockError>, Retry> {
         self.attempts += 1;
         if let Some(sub) = self.notices.as_mut() {
             sub.arm();
@@ -222,7 +283,11 @@ impl<'a> Acquisition<'a> {
                     fence,
                     "acquired"
                 );
-                Ok(Ok((fence, sent)))
+                Ok(Ok(Taken {
+                    fence,
+                    sent,
+                    lease: self.ttl,
+                }))
             }
             Ok(Attempt::WrongType(found)) => Ok(Err(LockError::WrongType {
                 key: key.to_owned(),
@@ -242,9 +307,28 @@ impl<'a> Acquisition<'a> {
                 };
                 retry(None, Some(failure))
             }
-            Ok(Attempt::Busy(pttl)) => retry(pttl.map(Duration::from_millis), None),
+            Ok(Attempt::Busy(pttl)) => {
+                if self.claim.grace_ms > 0 {
+                    self.in_line_since = Some(sent);
+                }
+                retry(pttl.map(Duration::from_millis), None)
+            }
             Err(e) if retryable(&e) => retry(None, Some(e)),
             Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// Gives the place in line up (and, if a release handed this waiter the lock meanwhile,
+    /// hands it on), within the operation timeout; else the place expires after its grace.
+    async fn leave_line(&mut self) {
+        if self.in_line_since.is_none() {
+            return;
+        }
+        let limit = self.inner.config.op_timeout;
+        let leave = crate::lock::release(&self.inner.deployment, self.claim.holding());
+        match crate::deadline::within(limit, self.claim.key.name(), leave).await {
+            Ok(_) => self.in_line_since = None,
+            Err(e) => tracing::debug!(error = %e, "leaving the line failed"),
         }
     }
 
@@ -288,7 +372,8 @@ impl<'a> Acquisition<'a> {
                 )))
             });
         match subscribed {
-            Some(Ok(sub)) => {
+            Some(Ok(mut sub)) => {
+                sub.expect_grant(self.claim.token);
                 self.notices = Some(sub);
                 return true;
             }
@@ -303,9 +388,18 @@ impl<'a> Acquisition<'a> {
 
     /// Waits for a release notice, the next backoff step, the holder's lease or the deadline,
     /// whichever comes first.
+    ///
+    /// A waiter in line that hears notices has no need to poll: the release hands it the lock
+    /// and tells it. It attempts again only to keep its place (a third of its grace), when the
+    /// holder's lease runs out (a holder that vanished releases nothing), or at the deadline;
+    /// an attempt also finds a hand-off whose notice was missed.
     async fn pause(&mut self, holder_left: Option<Duration>) {
         let left = self.deadline.saturating_duration_since(Instant::now());
-        let mut delay = self.backoff.next_delay().min(left);
+        let step = match (&self.notices, self.in_line_since) {
+            (Some(_), Some(_)) => Duration::from_millis(self.claim.grace_ms / 3),
+            _ => self.backoff.next_delay(),
+        };
+        let mut delay = step.min(left);
         if let Some(holder_left) = holder_left {
             delay = delay.min(holder_left + Duration::from_millis(1));
         }
@@ -313,6 +407,43 @@ impl<'a> Acquisition<'a> {
             Some(sub) => sub.wait(delay).await,
             None => tokio::time::sleep(delay).await,
         }
+    }
+}
+
+impl Drop for Acquisition<'_> {
+    /// An acquisition that ends without the lock (its wait over, an error, or its future
+    /// dropped) gives its place in line up, in the background: a release may have handed it
+    /// the lock meanwhile, which then goes on to the next waiter at once, not after a lease.
+    fn drop(&mut self) {
+        if self.ended || self.in_line_since.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // the place expires after its grace
+        };
+        let inner = self.inner.clone();
+        let redis_key = self.claim.key.redis.to_owned();
+        let name_at = self.claim.key.name_at;
+        let token = self.claim.token.to_owned();
+        runtime.spawn(async move {
+            let lock = Holding {
+                key: Key {
+                    redis: &redis_key,
+                    name_at,
+                },
+                fence_key: &inner.config.fence_key,
+                token: &token,
+            };
+            let limit = inner.config.op_timeout;
+            let left = crate::deadline::within(
+                limit,
+                lock.key.name(),
+                crate::lock::release(&inner.deployment, lock),
+            );
+            if let Err(e) = left.await {
+                tracing::debug!(error = %e, "leaving the line failed; the place expires");
+            }
+        });
     }
 }
 

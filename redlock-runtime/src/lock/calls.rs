@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::Cmd;
 
-use crate::deploy::{Call, Key, Notice, Place};
+use crate::deploy::{Call, Companion, Key, Notice, Place};
 use crate::error::LockError;
 use crate::scripts;
 use crate::wire::{Request, Wire, Written};
@@ -15,6 +15,8 @@ use crate::wire::{Request, Wire, Written};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Holding<'a> {
     pub(crate) key: Key<'a>,
+    /// The fencing counter's Redis key, which also names the key's line of waiters.
+    pub(crate) fence_key: &'a str,
     /// The holder's token.
     pub(crate) token: &'a str,
 }
@@ -36,6 +38,9 @@ pub(crate) struct Claim<'a> {
     /// Whether the lock is expected to be free (no holder seen yet): then the attempt is a bare
     /// `SET NX PX` pipelined with the counter's `INCR`, and the script runs only if that fails.
     pub(crate) likely_free: bool,
+    /// How long the caller keeps its place in the key's line of waiters without attempting
+    /// again, in milliseconds; 0: it does not wait in line (a single attempt).
+    pub(crate) grace_ms: u64,
 }
 
 impl<'a> Claim<'a> {
@@ -43,6 +48,7 @@ impl<'a> Claim<'a> {
     pub(crate) fn holding(&self) -> Holding<'a> {
         Holding {
             key: self.key,
+            fence_key: self.fence_key,
             token: self.token,
         }
     }
@@ -125,15 +131,18 @@ impl Call for Claim<'_> {
                 return Ok(replicated(Attempt::Acquired(fence), written.short));
             }
         }
-        let mut script = Request::script(&scripts::ACQUIRE, 2, 5, self.key.redis.len() + 128);
+        let (line, waiters) = line(at, self.fence_key, self.key.redis);
+        let mut script = Request::script(&scripts::ACQUIRE, 4, 9, 3 * self.key.redis.len() + 160);
         script
             .arg(self.key.redis)
             .arg(&*fence_key)
+            .arg(line)
+            .arg(waiters)
             .arg(self.token)
-            .arg(self.ttl_ms);
-        if let Some(caller) = self.caller {
-            script.arg(caller);
-        }
+            .arg(self.ttl_ms)
+            .arg(self.caller.unwrap_or(""))
+            .arg(if at.queue { self.grace_ms } else { 0 })
+            .arg(at.notice.command());
         let written: Written<Attempt> = wire.write(script).await?;
         Ok(replicated(written.answer, written.short))
     }
@@ -149,7 +158,41 @@ fn replicated(attempt: Attempt, short: Option<(usize, usize)>) -> Attempt {
     }
 }
 
-/// Compare-and-delete: `true` when released, `false` when the token no longer holds the lock.
+/// The key's line of waiters: who waits, in order of arrival, and each waiter's entry.
+fn line<'a>(at: Place, fence_key: &'a str, redis_key: &'a str) -> (Companion<'a>, Companion<'a>) {
+    (
+        at.companion_of(fence_key, "queue", redis_key),
+        at.companion_of(fence_key, "waiters", redis_key),
+    )
+}
+
+/// What a release did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Released {
+    /// The token no longer held the lock (and no longer waits in line).
+    NotHeld,
+    /// Deleted; waiters were told.
+    Freed,
+    /// Handed to the longest waiter in line (its token, and its fencing token), who was told.
+    HandedOff(String, u64),
+}
+
+impl redis::FromRedisValue for Released {
+    fn from_redis_value(v: redis::Value) -> Result<Self, redis::ParsingError> {
+        if let redis::Value::Array(_) = v {
+            let (_, to, fence): (i64, String, u64) = redis::FromRedisValue::from_redis_value(v)?;
+            return Ok(Self::HandedOff(to, fence));
+        }
+        match i64::from_redis_value(v)? {
+            0 => Ok(Self::NotHeld),
+            1 => Ok(Self::Freed),
+            other => Err(format!("unexpected release reply {other}").into()),
+        }
+    }
+}
+
+/// Compare-and-delete (or hand-off to the longest waiter); also takes a waiter that gives up out
+/// of the line.
 pub(crate) struct Release<'a> {
     pub(crate) lock: Holding<'a>,
     /// Whether waiters hear of it (not for the rollback of a failed Redlock attempt: waiters
@@ -159,20 +202,28 @@ pub(crate) struct Release<'a> {
 }
 
 impl Call for Release<'_> {
-    type Answer = bool;
+    type Answer = Released;
 
     async fn run<C: ConnectionLike + Send>(
         &self,
         wire: &mut Wire<'_, C>,
         at: Place,
-    ) -> Result<bool, LockError> {
+    ) -> Result<Released, LockError> {
         let key = self.lock.key.redis;
-        let script = match self.notify {
-            true => &scripts::RELEASE,
-            false => &scripts::ROLLBACK,
+        let mut request = match self.notify {
+            true => {
+                let (line, waiters) = line(at, self.lock.fence_key, key);
+                let fence_key = at.companion(self.lock.fence_key);
+                let mut request = Request::script(&scripts::RELEASE, 4, 7, 3 * key.len() + 120);
+                request.arg(key).arg(&*fence_key).arg(line).arg(waiters);
+                request
+            }
+            false => Request::script(&scripts::ROLLBACK, 1, 2, key.len() + 40),
         };
-        let mut request = Request::script(script, 1, 4, key.len() + 64);
-        request.arg(key).arg(self.lock.token);
+        if !self.notify {
+            request.arg(key);
+        }
+        request.arg(self.lock.token);
         // `PUBLISH` when the key was released is the script's default.
         if self.notify && at.notice != Notice::Publish {
             request.arg(at.notice.command());
@@ -180,8 +231,7 @@ impl Call for Release<'_> {
                 request.arg("always");
             }
         }
-        let released: i64 = wire.send(&request).await?;
-        Ok(released == 1)
+        wire.send(&request).await
     }
 }
 

@@ -9,7 +9,7 @@ use tracing::Instrument;
 use crate::deploy::Key;
 use crate::error::LockError;
 use crate::lease::{drift, lease_end, nanos};
-use crate::lock::calls::Holding;
+use crate::lock::calls::{Holding, Released};
 use crate::lock::token::Token;
 use crate::shared::Inner;
 
@@ -51,7 +51,10 @@ impl std::fmt::Debug for LockGuard {
 }
 
 impl LockGuard {
-    /// A guard for the lock at `redis_key`, whose last `key_len` bytes are the lock key.
+    /// A guard for the lock at `redis_key`, whose last `key_len` bytes are the lock key, taken
+    /// with an attempt sent at `sent` that set a lease of `lease` (`ttl`, or less for a
+    /// hand-off).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         manager: Arc<Inner>,
         redis_key: String,
@@ -60,6 +63,7 @@ impl LockGuard {
         fence: u64,
         ttl: Duration,
         sent: Instant,
+        lease: Duration,
     ) -> Self {
         Self {
             manager,
@@ -69,7 +73,7 @@ impl LockGuard {
             fence,
             acquired_at: sent,
             ttl,
-            lease_end: AtomicU64::new(nanos(lease_end(sent, ttl) - sent)),
+            lease_end: AtomicU64::new(nanos(lease_end(sent, lease) - sent)),
             state: AtomicU8::new(HOLDS),
         }
     }
@@ -180,6 +184,7 @@ impl LockGuard {
                 redis: &self.redis_key,
                 name_at: self.key_at,
             },
+            fence_key: &self.manager.config.fence_key,
             token: self.token.as_str(),
         }
     }
@@ -222,9 +227,9 @@ impl LockGuard {
 /// Sends a compare-and-extend or compare-and-delete, and once more if the connection broke under
 /// the first one (after a Redis restart the old connection fails once, the new one works). Both
 /// are idempotent, so a first attempt that did reach Redis is harmless.
-async fn once_more<F: std::future::Future<Output = Result<bool, LockError>>>(
+async fn once_more<T, F: std::future::Future<Output = Result<T, LockError>>>(
     send: impl Fn() -> F,
-) -> Result<bool, LockError> {
+) -> Result<T, LockError> {
     match send().await {
         Err(e) if e.is_connection_dropped() => {
             tracing::debug!(error = %e, "connection dropped; sending again");
@@ -262,12 +267,20 @@ async fn release_once(manager: &Inner, lock: Holding<'_>) -> Result<(), LockErro
         once_more(|| crate::lock::release(&manager.deployment, lock)),
     )
     .await
-    .or_else(not_ours)?;
-    if released {
-        if let Some(notices) = manager.deployment.local_notices() {
-            notices.released_locally(lock.key.redis);
+    .or_else(|e| not_ours(e).map(|_| Released::NotHeld))?;
+    if released != Released::NotHeld {
+        let notices = manager.deployment.local_notices();
+        match (&released, notices) {
+            (Released::Freed, Some(notices)) => notices.released_locally(lock.key.redis),
+            (Released::HandedOff(to, fence), Some(notices)) => {
+                notices.handed_locally(lock.key.redis, to, *fence);
+            }
+            _ => {}
         }
-        tracing::debug!("released");
+        tracing::debug!(
+            handed_off = matches!(released, Released::HandedOff(..)),
+            "released"
+        );
         Ok(())
     } else {
         tracing::debug!("already expired or taken over at release");
@@ -319,6 +332,7 @@ impl Drop for LockGuard {
                         redis: &redis_key,
                         name_at: key_at,
                     },
+                    fence_key: &manager.config.fence_key,
                     token: token.as_str(),
                 };
                 if let Err(e) = release(&manager, lock, acquired_at).await {

@@ -21,7 +21,7 @@ pub mod quorum;
 pub(crate) mod set;
 pub(crate) mod token;
 
-use calls::{Attempt, Claim, Extend, Holding, Release};
+use calls::{Attempt, Claim, Extend, Holding, Release, Released};
 
 /// One acquisition attempt, sent at `sent`.
 pub(crate) async fn attempt(
@@ -37,13 +37,26 @@ pub(crate) async fn attempt(
     }
 }
 
-/// Compare-and-delete, publishing a release notice; `false` when the token no longer holds the
-/// lock.
-pub(crate) async fn release(deployment: &Deployment, lock: Holding<'_>) -> Result<bool, LockError> {
+/// Compare-and-delete, or a hand-off to the longest waiter in line; waiters are told.
+pub(crate) async fn release(
+    deployment: &Deployment,
+    lock: Holding<'_>,
+) -> Result<Released, LockError> {
     let call = Release { lock, notify: true };
     match deployment.run(lock.key, &call).await {
         Replies::One(answer) => answer,
-        Replies::Each(masters, answers) => masters.verdict(lock.key.name(), &answers),
+        Replies::Each(masters, answers) => {
+            let answers: Vec<Result<bool, LockError>> = answers
+                .into_iter()
+                .map(|answer| answer.map(|released| released != Released::NotHeld))
+                .collect();
+            let freed = masters.verdict(lock.key.name(), &answers)?;
+            Ok(if freed {
+                Released::Freed
+            } else {
+                Released::NotHeld
+            })
+        }
     }
 }
 

@@ -82,12 +82,35 @@ impl Drop for Entries<'_> {
 }
 
 struct Entry {
+    /// Waiters with a subscription; 0 while the entry lingers after the last one left.
     refs: usize,
+    /// How many times the last waiter left: a lingering entry goes only if nobody came since.
+    left: u64,
     bell: Arc<Notify>,
     subscribed: Arc<Subscribed>,
     /// Releases this process handed to its own waiters whose published notice has not come
     /// back yet: those notices are echoes and wake nobody.
     echoes: usize,
+    /// Waiters in the key's line, by token: a hand-off to one of them wakes that one.
+    grantees: Vec<(String, Arc<Grant>)>,
+}
+
+impl Entry {
+    /// A hand-off to `token`: it wakes that waiter, if it waits here.
+    fn grant(&self, token: &str, fence: u64) {
+        if let Some((_, grant)) = self.grantees.iter().find(|(t, _)| t == token) {
+            *grant.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(fence);
+            grant.bell.notify_one();
+        }
+    }
+}
+
+/// A hand-off a waiter in line may receive (see `scripts/queue.lua`): the fencing token it was
+/// granted the lock with, once the notice came.
+#[derive(Default)]
+struct Grant {
+    fence: Mutex<Option<u64>>,
+    bell: Notify,
 }
 
 /// Whether a key's channel is subscribed, and the one attempt under way.
@@ -237,6 +260,8 @@ impl Notices {
                 bell: Arc::default(),
                 subscribed: Arc::default(),
                 echoes: 0,
+                grantees: Vec::new(),
+                left: 0,
             });
             entry.refs += 1;
             (entry.bell.clone(), entry.subscribed.clone())
@@ -246,6 +271,7 @@ impl Notices {
             channel: channel.to_owned(),
             bell,
             armed: None,
+            grant: None,
             unsubscribe: None,
         };
         let conn = self.connection().await?;
@@ -294,12 +320,6 @@ impl Notices {
 }
 
 impl Notices {
-    /// Whether tasks of this process are waiting for `channel`: a newcomer then queues behind
-    /// them instead of overtaking them.
-    pub(crate) fn has_waiters(&self, channel: &str) -> bool {
-        !self.table.is_empty() && self.table.lock().contains_key(channel)
-    }
-
     /// This process released `channel`: wake its longest-waiting local waiter now, without
     /// waiting for the published notice (which, when it comes back, wakes nobody).
     pub(crate) fn released_locally(&self, channel: &str) {
@@ -307,11 +327,36 @@ impl Notices {
             return; // nobody here waits; a waiter arriving now hears the published notice
         }
         if let Some(entry) = self.table.lock().get_mut(channel) {
-            entry.echoes += 1;
-            entry.bell.notify_one();
+            if entry.refs > 0 {
+                entry.echoes += 1;
+                entry.bell.notify_one();
+            }
         }
     }
+
+    /// This process handed `channel` to the waiter with `token`: if that waiter is here, it
+    /// learns of it now rather than from the published notice (which then finds it gone).
+    pub(crate) fn handed_locally(&self, channel: &str, token: &str, fence: u64) {
+        if self.table.is_empty() {
+            return;
+        }
+        if let Some(entry) = self.table.lock().get_mut(channel) {
+            entry.grant(token, fence);
+        }
+    }
+
+    /// Whether this process waited for `channel` lately (a waiter subscribed now, or one that
+    /// left less than [`LINGER`] ago): the key is contended, so an attempt goes straight to the
+    /// script rather than trying a bare `SET NX` first.
+    pub(crate) fn contended(&self, channel: &str) -> bool {
+        !self.table.is_empty() && self.table.lock().contains_key(channel)
+    }
 }
+
+/// How long a key's channel stays subscribed after its last waiter here left: a process that
+/// contends for a key again and again (a service replica taking its turn) does not subscribe
+/// and unsubscribe around every acquisition.
+const LINGER: Duration = Duration::from_millis(500);
 
 fn dispatch(table: &Table, info: PushInfo) {
     match info.kind {
@@ -323,9 +368,13 @@ fn dispatch(table: &Table, info: PushInfo) {
             };
             let mut table = table.lock();
             if let Some(entry) = channel.and_then(|c| table.get_mut(c)) {
+                if let Some((token, fence)) = info.data.get(1).and_then(granted) {
+                    entry.grant(token, fence);
+                    return;
+                }
                 if entry.echoes > 0 {
                     entry.echoes -= 1;
-                } else {
+                } else if entry.refs > 0 {
                     entry.bell.notify_one();
                 }
             }
@@ -352,6 +401,9 @@ fn dispatch(table: &Table, info: PushInfo) {
             for entry in table.lock().values_mut() {
                 entry.echoes = 0;
                 entry.bell.notify_waiters();
+                for (_, grant) in &entry.grantees {
+                    grant.bell.notify_one();
+                }
             }
         }
         _ => {}
@@ -364,6 +416,8 @@ pub(crate) struct Subscription {
     channel: String,
     bell: Arc<Notify>,
     armed: Option<Pin<Box<OwnedNotified>>>,
+    /// The hand-off this waiter listens for, with its token.
+    grant: Option<(String, Arc<Grant>)>,
     unsubscribe: Option<(PubSub, Arc<tokio::sync::Mutex<()>>)>,
 }
 
@@ -376,48 +430,107 @@ impl Subscription {
         self.armed = Some(notified);
     }
 
-    /// Sleeps for `delay`, or less if a notice arrives (or arrived since [`Self::arm`]).
+    /// Sleeps for `delay`, or less if a notice arrives (or arrived since [`Self::arm`]), or a
+    /// hand-off to this waiter (see [`Self::expect_grant`]).
     pub(crate) async fn wait(&mut self, delay: Duration) {
-        match self.armed.take() {
-            Some(notified) => {
-                let _ = tokio::time::timeout(delay, notified).await;
+        let grant = self.grant.as_ref().map(|(_, grant)| grant.clone());
+        let armed = self.armed.take();
+        let notice = async {
+            match armed {
+                Some(notified) => notified.await,
+                None => std::future::pending().await,
             }
-            None => tokio::time::sleep(delay).await,
-        }
+        };
+        let granted = async {
+            match &grant {
+                Some(grant) => grant.bell.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        let _ = tokio::time::timeout(delay, async {
+            tokio::select! {
+                () = notice => {}
+                () = granted => {}
+            }
+        })
+        .await;
     }
+
+    /// Listens for a hand-off of the key to `token` (a waiter in the key's line).
+    pub(crate) fn expect_grant(&mut self, token: &str) {
+        if self.grant.is_some() {
+            return;
+        }
+        let grant = Arc::new(Grant::default());
+        if let Some(entry) = self.table.lock().get_mut(&self.channel) {
+            entry.grantees.push((token.to_owned(), grant.clone()));
+        }
+        self.grant = Some((token.to_owned(), grant));
+    }
+
+    /// The fencing token of a hand-off to this waiter, once its notice came.
+    pub(crate) fn granted(&self) -> Option<u64> {
+        let (_, grant) = self.grant.as_ref()?;
+        *grant.fence.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `granted <token> <fence>`: a hand-off notice.
+fn granted(message: &Value) -> Option<(&str, u64)> {
+    let text = match message {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?,
+        Value::SimpleString(s) => s.as_str(),
+        _ => return None,
+    };
+    let mut words = text.strip_prefix("granted ")?.split(' ');
+    let token = words.next()?;
+    let fence = words.next()?.parse().ok()?;
+    Some((token, fence))
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let last = {
+        let left = {
             let mut table = self.table.lock();
-            match table.get_mut(&self.channel) {
-                Some(entry) if entry.refs > 1 => {
-                    entry.refs -= 1;
-                    false
-                }
-                Some(_) => {
-                    table.remove(&self.channel);
-                    true
-                }
-                None => false,
+            let Some(entry) = table.get_mut(&self.channel) else {
+                return;
+            };
+            if let Some((token, _)) = &self.grant {
+                entry.grantees.retain(|(t, _)| t != token);
             }
+            entry.refs -= 1;
+            if entry.refs > 0 {
+                return;
+            }
+            entry.echoes = 0;
+            entry.left += 1;
+            entry.left
         };
-        if !last {
-            return;
-        }
-        let Some((mut conn, order)) = self.unsubscribe.take() else {
-            return;
-        };
+        // The last waiter here left: the channel stays subscribed a while, then goes unless a
+        // waiter came meanwhile.
         let table = self.table.clone();
         let channel = std::mem::take(&mut self.channel);
+        let unsubscribe = self.unsubscribe.take();
         crate::background::spawn(async move {
-            let _order = order.lock().await;
-            if table.lock().contains_key(&channel) {
-                return; // a new waiter arrived and is subscribed (or about to be)
+            tokio::time::sleep(LINGER).await;
+            let order = unsubscribe.as_ref().map(|(_, order)| order.clone());
+            let _order = match &order {
+                Some(order) => Some(order.lock().await),
+                None => None,
+            };
+            {
+                let mut table = table.lock();
+                match table.get(&channel) {
+                    Some(entry) if entry.refs == 0 && entry.left == left => {
+                        table.remove(&channel);
+                    }
+                    _ => return, // a waiter came (and may have left again since)
+                }
             }
-            if let Err(e) = conn.unsubscribe(&channel).await {
-                tracing::debug!(channel, error = %e, "unsubscribe failed");
+            if let Some((mut conn, _)) = unsubscribe {
+                if let Err(e) = conn.unsubscribe(&channel).await {
+                    tracing::debug!(channel, error = %e, "unsubscribe failed");
+                }
             }
         });
     }

@@ -1,23 +1,48 @@
--- Take the lock if it is free.
--- KEYS[1]: the lock key; KEYS[2]: the fencing counter.
--- ARGV[1]: the holder's token; ARGV[2]: the lease in milliseconds; ARGV[3] (optional): the
--- caller's task tag, which ends the tokens of plain guards taken by that task.
--- Returns {1, fencing token} when taken, {0, remaining lease in ms} when busy
--- (-1 when the key has no expiry), {3, remaining lease} when busy with a token that ends with
--- ARGV[3], {2, type} when the key is not a lock at all.
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+-- Take the lock if it is free and nobody waits for it; otherwise wait in line.
+-- (After queue.lua: KEYS[1] the lock, KEYS[2] the fencing counter, KEYS[3] and KEYS[4] its line.)
+-- ARGV[1]: the holder's token; ARGV[2]: the lease in milliseconds; ARGV[3]: the caller's task
+-- tag, which ends the tokens of plain guards taken by that task, or '' ; ARGV[4]: how long, in
+-- milliseconds, the caller keeps its place in line without attempting again ('0': it does not
+-- wait in line); ARGV[5]: the command that publishes notices (PUBLISH or SPUBLISH).
+-- Returns {1, fencing token} when taken, {0, remaining lease in ms} when busy (-1 when the key
+-- has no expiry), {3, remaining lease} when busy with a token that ends with ARGV[3], {2, type}
+-- when the key is not a lock at all.
+local function taken()
+    leave(ARGV[1])
     return {1, redis.call('INCR', KEYS[2])}
 end
 local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind ~= 'string' then
+if kind == 'none' then
+    -- Free: it goes to the longest waiter (the holder expired without a release), else to us.
+    local first = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+    if not first or first == ARGV[1] or not hand_off(ARGV[5]) then
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        return taken()
+    end
+elseif kind ~= 'string' then
     return {2, kind}
 end
--- A retry of an attempt whose reply was lost: the caller already holds the lock.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+-- Our own token: a retry of an attempt whose reply was lost, or a hand-off not heard of yet.
+if holder == ARGV[1] then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return {1, redis.call('INCR', KEYS[2])}
+    return taken()
 end
-if ARGV[3] and string.sub(redis.call('GET', KEYS[1]), -string.len(ARGV[3])) == ARGV[3] then
+if ARGV[3] ~= '' and string.sub(holder, -string.len(ARGV[3])) == ARGV[3] then
     return {3, redis.call('PTTL', KEYS[1])}
+end
+local grace = tonumber(ARGV[4])
+if grace > 0 then
+    -- Arrival in microseconds, as a string: a Lua number would print with 14 digits only.
+    local t = redis.call('TIME')
+    redis.call('ZADD', KEYS[3], 'NX', t[1] .. string.format('%06d', tonumber(t[2])), ARGV[1])
+    local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + grace
+    redis.call('HSET', KEYS[4], ARGV[1], string.format('%d %d %d', expiry, tonumber(ARGV[2]), grace))
+    -- The line itself goes when every waiter stopped renewing its place.
+    for i = 3, 4 do
+        if redis.call('PTTL', KEYS[i]) < grace then
+            redis.call('PEXPIRE', KEYS[i], grace)
+        end
+    end
 end
 return {0, redis.call('PTTL', KEYS[1])}

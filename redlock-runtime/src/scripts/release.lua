@@ -1,16 +1,26 @@
--- Delete the lock only if the caller still holds it, and tell the waiters.
--- KEYS[1]: the lock key (also the channel of release notices); ARGV[1]: the holder's token;
--- ARGV[2] (optional): the command that publishes the notice, PUBLISH by default, SPUBLISH on a
--- cluster (the key's shard channel); ARGV[3] (optional, any value): publish even when this server
--- does not hold the token. A Redlock master is told so: waiters listen on one master only, which need not be one
--- where the holder's quorum was taken, so every master announces the release.
--- Returns 1 when released, 0 when the token no longer holds the lock here.
-local released = 0
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    redis.call('DEL', KEYS[1])
-    released = 1
+-- Release the lock if the caller still holds it: hand it to the longest waiter still in line,
+-- or delete it and tell the waiters. A caller that does not hold it leaves the line (a waiter
+-- giving up).
+-- (After queue.lua: KEYS[1] the lock, KEYS[2] the fencing counter, KEYS[3] and KEYS[4] its line.)
+-- ARGV[1]: the holder's token; ARGV[2] (optional): the command that publishes notices, PUBLISH
+-- by default, SPUBLISH on a cluster (the key's shard channel); ARGV[3] (optional, any value):
+-- publish `released` even when this server does not hold the token. A Redlock master is told
+-- so: waiters listen on one master only, which need not be one where the holder's quorum was
+-- taken, so every master announces the release.
+-- Returns {2, the new holder's token, its fencing token} when handed to a waiter, 1 when
+-- released, 0 when the token no longer holds the lock here.
+local publish = ARGV[2] or 'PUBLISH'
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    leave(ARGV[1])
+    if ARGV[3] then
+        redis.call(publish, KEYS[1], 'released')
+    end
+    return 0
 end
-if released == 1 or ARGV[3] then
-    redis.call(ARGV[2] or 'PUBLISH', KEYS[1], 'released')
+redis.call('DEL', KEYS[1])
+local to = hand_off(publish)
+if to then
+    return {2, to[1], to[2]}
 end
-return released
+redis.call(publish, KEYS[1], 'released')
+return 1
