@@ -32,6 +32,7 @@ const LOCKER_ACL: &[&str] = &[
     "+type",
     "+time",
     "+zadd",
+    "+zcard",
     "+zrange",
     "+zrem",
     "+hset",

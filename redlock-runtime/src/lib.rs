@@ -60,12 +60,11 @@
 //!   it sent its last attempt that found the lock busy. That attempt ran before the hand-off
 //!   (had it run after, it would have found its own token and taken the lock itself), so the
 //!   lease it counts ends no later than the one the server set.
-//! - **Dead waiters cost a bounded delay.** A place lasts a grace (three of the longest backoff
-//!   pauses plus a quarter of the operation timeout: 1.1 s by default) unless the waiter
-//!   attempts again; expired places are skipped. The first lease of a hand-off is that grace at
-//!   most, so a waiter killed within its grace holds the lock no longer than the grace; a live
-//!   one extends it to its ttl at once (a renewing locked call while its body runs, anyone else
-//!   before the guard is returned).
+//! - **Dead waiters are skipped.** A place lasts a grace (three of the longest backoff pauses
+//!   plus a quarter of the operation timeout: 1.1 s by default) unless the waiter attempts
+//!   again; expired places are skipped. A waiter killed less than one grace before its turn may
+//!   still be handed the lock, which then expires after its ttl, as the lock of a killed holder
+//!   does: the price of a hand-off that costs no further round trip.
 //! - **Waiters that give up leave.** A wait that ends, an error or a dropped future takes the
 //!   waiter out of line; if the lock was handed to it meanwhile, it is handed on. The line
 //!   itself expires with its last place.

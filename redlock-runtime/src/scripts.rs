@@ -17,13 +17,19 @@ const QUEUE_LUA: &str = include_str!("scripts/queue.lua");
 /// `SET NX PX` plus the fencing counter; when busy, a place in line and the remaining lease.
 pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(&ACQUIRE_LUA));
 static ACQUIRE_LUA: LazyLock<String> =
-    LazyLock::new(|| [QUEUE_LUA, include_str!("scripts/acquire.lua")].concat());
+    LazyLock::new(|| with_queue(include_str!("scripts/acquire.lua")));
 
 /// Compare-and-delete that hands the lock to the longest waiter, or publishes a release notice
 /// (as the deployment says).
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(&RELEASE_LUA));
 static RELEASE_LUA: LazyLock<String> =
-    LazyLock::new(|| [QUEUE_LUA, include_str!("scripts/release.lua")].concat());
+    LazyLock::new(|| with_queue(include_str!("scripts/release.lua")));
+
+/// `script` with the line's helpers in place of its `--[[queue]]` line (after the fast path of
+/// a release, so that a release with nobody in line does not even define them).
+fn with_queue(script: &str) -> String {
+    script.replacen("--[[queue]]\n", QUEUE_LUA, 1)
+}
 
 /// Undo of a failed Redlock attempt on one master: compare-and-delete without a notice.
 pub(crate) static ROLLBACK: LazyLock<Script> =

@@ -129,6 +129,12 @@ impl Place {
         }
     }
 
+    /// Whether a script must be given every key it touches (a cluster routes by them and
+    /// checks that they share a slot); elsewhere a script may name companions itself.
+    pub(crate) fn declares_every_key(&self) -> bool {
+        self.slot.is_some()
+    }
+
     /// A companion named `<base>:<kind>:<key>` of `key` (a Redis key), that lives where the
     /// key does (on a cluster, with the key's slot tag after it), written straight into a
     /// command.

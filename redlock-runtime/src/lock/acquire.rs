@@ -58,7 +58,7 @@ pub(crate) async fn acquire(
     let result = match result {
         Ok(taken) => {
             let key_len = redis_key.len() - inner.config.prefix.len();
-            let guard = LockGuard::new(
+            Ok(LockGuard::new(
                 inner.clone(),
                 redis_key,
                 key_len,
@@ -66,15 +66,7 @@ pub(crate) async fn acquire(
                 taken.fence,
                 settings.ttl,
                 taken.sent,
-                taken.lease,
-            );
-            // A hand-off's first lease is short (see `scripts/queue.lua`): a locked call that
-            // renews extends it while its body runs; anyone else gets the full lease first.
-            let renewed_by_caller = caller.is_some() && settings.renew;
-            match taken.lease < settings.ttl && !renewed_by_caller {
-                true => guard.extend().await.map(|()| guard),
-                false => Ok(guard),
-            }
+            ))
         }
         Err(e) => Err(e),
     };
@@ -134,12 +126,11 @@ struct Acquisition<'a> {
     ended: bool,
 }
 
-/// A lock taken: its fencing token, when the attempt that took it (or the last one before a
-/// hand-off) was sent, and the lease the server set then.
+/// A lock taken: its fencing token, and when the attempt that took it (or the last one before
+/// a hand-off) was sent.
 struct Taken {
     fence: u64,
     sent: Instant,
-    lease: Duration,
 }
 
 /// What an attempt that did not end the acquisition leaves to wait for.
@@ -238,17 +229,12 @@ impl<'a> Acquisition<'a> {
     fn handed_over(&self) -> Option<Taken> {
         let fence = self.notices.as_ref()?.granted()?;
         let since = self.in_line_since?;
-        let lease = self.ttl.min(Duration::from_millis(self.claim.grace_ms));
-        let lease_end = crate::lease::lease_end(since, lease);
-        if lease_end.saturating_duration_since(Instant::now()) < lease / 2 {
+        let lease_end = crate::lease::lease_end(since, self.ttl);
+        if lease_end.saturating_duration_since(Instant::now()) < self.ttl / 2 {
             return None;
         }
         tracing::debug!(attempts = self.attempts, fence, "handed over");
-        Some(Taken {
-            fence,
-            sent: since,
-            lease,
-        })
+        Some(Taken { fence, sent: since })
     }
 
     /// One attempt: `Ok` ends the acquisition (taken, or an error no retry can mend).
@@ -283,11 +269,7 @@ impl<'a> Acquisition<'a> {
                     fence,
                     "acquired"
                 );
-                Ok(Ok(Taken {
-                    fence,
-                    sent,
-                    lease: self.ttl,
-                }))
+                Ok(Ok(Taken { fence, sent }))
             }
             Ok(Attempt::WrongType(found)) => Ok(Err(LockError::WrongType {
                 key: key.to_owned(),

@@ -131,13 +131,16 @@ impl Call for Claim<'_> {
                 return Ok(replicated(Attempt::Acquired(fence), written.short));
             }
         }
-        let (line, waiters) = line(at, self.fence_key, self.key.redis);
-        let mut script = Request::script(&scripts::ACQUIRE, 4, 9, 3 * self.key.redis.len() + 160);
+        let every_key = at.declares_every_key();
+        let keys = if every_key { 4 } else { 2 };
+        let mut script =
+            Request::script(&scripts::ACQUIRE, keys, 9, 3 * self.key.redis.len() + 160);
+        script.arg(self.key.redis).arg(&*fence_key);
+        if every_key {
+            let (line, waiters) = line(at, self.fence_key, self.key.redis);
+            script.arg(line).arg(waiters);
+        }
         script
-            .arg(self.key.redis)
-            .arg(&*fence_key)
-            .arg(line)
-            .arg(waiters)
             .arg(self.token)
             .arg(self.ttl_ms)
             .arg(self.caller.unwrap_or(""))
@@ -158,7 +161,8 @@ fn replicated(attempt: Attempt, short: Option<(usize, usize)>) -> Attempt {
     }
 }
 
-/// The key's line of waiters: who waits, in order of arrival, and each waiter's entry.
+/// The key's line of waiters: who waits, in order of arrival, and each waiter's entry (named
+/// as `scripts/queue.lua` names them when not given).
 fn line<'a>(at: Place, fence_key: &'a str, redis_key: &'a str) -> (Companion<'a>, Companion<'a>) {
     (
         at.companion_of(fence_key, "queue", redis_key),
@@ -212,10 +216,15 @@ impl Call for Release<'_> {
         let key = self.lock.key.redis;
         let mut request = match self.notify {
             true => {
-                let (line, waiters) = line(at, self.lock.fence_key, key);
+                let every_key = at.declares_every_key();
+                let keys = if every_key { 4 } else { 2 };
                 let fence_key = at.companion(self.lock.fence_key);
-                let mut request = Request::script(&scripts::RELEASE, 4, 7, 3 * key.len() + 120);
-                request.arg(key).arg(&*fence_key).arg(line).arg(waiters);
+                let mut request = Request::script(&scripts::RELEASE, keys, 7, 3 * key.len() + 120);
+                request.arg(key).arg(&*fence_key);
+                if every_key {
+                    let (line, waiters) = line(at, self.lock.fence_key, key);
+                    request.arg(line).arg(waiters);
+                }
                 request
             }
             false => Request::script(&scripts::ROLLBACK, 1, 2, key.len() + 40),

@@ -52,9 +52,7 @@ impl std::fmt::Debug for LockGuard {
 
 impl LockGuard {
     /// A guard for the lock at `redis_key`, whose last `key_len` bytes are the lock key, taken
-    /// with an attempt sent at `sent` that set a lease of `lease` (`ttl`, or less for a
-    /// hand-off).
-    #[allow(clippy::too_many_arguments)]
+    /// with a lease of `ttl` counted from `sent`.
     pub(crate) fn new(
         manager: Arc<Inner>,
         redis_key: String,
@@ -63,7 +61,6 @@ impl LockGuard {
         fence: u64,
         ttl: Duration,
         sent: Instant,
-        lease: Duration,
     ) -> Self {
         Self {
             manager,
@@ -73,7 +70,7 @@ impl LockGuard {
             fence,
             acquired_at: sent,
             ttl,
-            lease_end: AtomicU64::new(nanos(lease_end(sent, lease) - sent)),
+            lease_end: AtomicU64::new(nanos(lease_end(sent, ttl) - sent)),
             state: AtomicU8::new(HOLDS),
         }
     }

@@ -1,5 +1,7 @@
 -- Take the lock if it is free and nobody waits for it; otherwise wait in line.
--- (After queue.lua: KEYS[1] the lock, KEYS[2] the fencing counter, KEYS[3] and KEYS[4] its line.)
+-- (With queue.lua in place of the line below: KEYS[1] the lock, KEYS[2] the fencing counter,
+-- and on a cluster KEYS[3] and KEYS[4] its line.)
+--[[queue]]
 -- ARGV[1]: the holder's token; ARGV[2]: the lease in milliseconds; ARGV[3]: the caller's task
 -- tag, which ends the tokens of plain guards taken by that task, or '' ; ARGV[4]: how long, in
 -- milliseconds, the caller keeps its place in line without attempting again ('0': it does not
@@ -9,12 +11,13 @@
 -- when the key is not a lock at all.
 local function taken()
     leave(ARGV[1])
+    mark(ARGV[1])
     return {1, redis.call('INCR', KEYS[2])}
 end
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind == 'none' then
     -- Free: it goes to the longest waiter (the holder expired without a release), else to us.
-    local first = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+    local first = redis.call('ZRANGE', LINE, 0, 0)[1]
     if not first or first == ARGV[1] or not hand_off(ARGV[5]) then
         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
         return taken()
@@ -22,7 +25,7 @@ if kind == 'none' then
 elseif kind ~= 'string' then
     return {2, kind}
 end
-local holder = redis.call('GET', KEYS[1])
+local holder, marked = holder_of(redis.call('GET', KEYS[1]))
 -- Our own token: a retry of an attempt whose reply was lost, or a hand-off not heard of yet.
 if holder == ARGV[1] then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -35,13 +38,16 @@ local grace = tonumber(ARGV[4])
 if grace > 0 then
     -- Arrival in microseconds, as a string: a Lua number would print with 14 digits only.
     local t = redis.call('TIME')
-    redis.call('ZADD', KEYS[3], 'NX', t[1] .. string.format('%06d', tonumber(t[2])), ARGV[1])
+    redis.call('ZADD', LINE, 'NX', t[1] .. string.format('%06d', tonumber(t[2])), ARGV[1])
     local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + grace
-    redis.call('HSET', KEYS[4], ARGV[1], string.format('%d %d %d', expiry, tonumber(ARGV[2]), grace))
+    redis.call('HSET', PLACES, ARGV[1], string.format('%d %d', expiry, tonumber(ARGV[2])))
+    if not marked and is_token(holder) then
+        redis.call('SET', KEYS[1], holder .. '+', 'KEEPTTL')
+    end
     -- The line itself goes when every waiter stopped renewing its place.
-    for i = 3, 4 do
-        if redis.call('PTTL', KEYS[i]) < grace then
-            redis.call('PEXPIRE', KEYS[i], grace)
+    for _, key in ipairs({LINE, PLACES}) do
+        if redis.call('PTTL', key) < grace then
+            redis.call('PEXPIRE', key, grace)
         end
     end
 end

@@ -1,8 +1,36 @@
 -- The line of waiters of a lock, at the top of the acquire and release scripts.
 -- KEYS[1]: the lock key (also the channel of its notices); KEYS[2]: the fencing counter;
--- KEYS[3]: the waiters in order of arrival (a sorted set of tokens); KEYS[4]: each waiter's
--- entry, "<expiry> <lease> <grace>" in milliseconds (a hash): a waiter keeps its place only
--- while it renews it, by attempting again, within its grace, before its expiry.
+-- LINE: the waiters in order of arrival (a sorted set of tokens); PLACES: each waiter's entry,
+-- "<expiry> <lease>" in milliseconds (a hash): a waiter keeps its place only while it
+-- renews it, by attempting again, within its grace, before its expiry. Their names follow from
+-- the counter's and the lock's, `<counter>:queue:<lock>` and `<counter>:waiters:<lock>`; a
+-- cluster, which must be told every key a script touches, passes them as KEYS[3] and KEYS[4]
+-- (with the lock's slot tag), one server need not be sent them with every release.
+local LINE = KEYS[3] or (KEYS[2] .. ':queue:' .. KEYS[1])
+local PLACES = KEYS[4] or (KEYS[2] .. ':waiters:' .. KEYS[1])
+-- While anyone waits in line, the lock's value is the holder's token followed by `+`, so that a
+-- release with nobody in line costs what it cost before there were lines.
+
+-- The holder's token (without the mark), and whether the value is marked.
+local function holder_of(value)
+    if value and string.sub(value, -1) == '+' then
+        return string.sub(value, 1, -2), true
+    end
+    return value, false
+end
+
+-- Whether `value` is a holder's token (48 lowercase hex digits), not some other string that
+-- happens to sit at the lock's key, which is never touched.
+local function is_token(value)
+    return string.len(value) == 48 and not string.find(value, '[^0-9a-f]')
+end
+
+-- Marks the lock's value when anyone waits in line (keeping its expiry).
+local function mark(token)
+    if redis.call('ZCARD', LINE) > 0 then
+        redis.call('SET', KEYS[1], token .. '+', 'KEEPTTL')
+    end
+end
 
 local function now_ms()
     local t = redis.call('TIME')
@@ -10,31 +38,31 @@ local function now_ms()
 end
 
 local function leave(token)
-    if redis.call('ZREM', KEYS[3], token) == 1 then
-        redis.call('HDEL', KEYS[4], token)
+    if redis.call('ZREM', LINE, token) == 1 then
+        redis.call('HDEL', PLACES, token)
     end
 end
 
 -- Hands the free lock to the longest waiter whose place has not expired, with the next fencing
 -- token, and tells it with `granted <token> <fence>` on the lock's channel (published with
--- `publish`). Expired waiters met on the way leave the line. The first lease is the waiter's
--- grace at most: a waiter that died within its grace holds the lock no longer than that; a
--- live one extends it to its full lease at once.
+-- `publish`). Expired waiters met on the way leave the line. The lease is the waiter's own:
+-- the hand-off costs no further round trip.
 -- Returns the new holder's token and fencing token, or false when nobody waits.
 local function hand_off(publish)
     local now
     while true do
-        local first = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+        local first = redis.call('ZRANGE', LINE, 0, 0)[1]
         if not first then
             return false
         end
-        local entry = redis.call('HGET', KEYS[4], first)
+        local entry = redis.call('HGET', PLACES, first)
         leave(first)
         if entry then
             now = now or now_ms()
-            local expiry, lease, grace = string.match(entry, '^(%d+) (%d+) (%d+)$')
+            local expiry, lease = string.match(entry, '^(%d+) (%d+)$')
             if expiry and tonumber(expiry) >= now then
-                redis.call('SET', KEYS[1], first, 'PX', math.min(tonumber(lease), tonumber(grace)))
+                redis.call('SET', KEYS[1], first, 'PX', lease)
+                mark(first)
                 local fence = redis.call('INCR', KEYS[2])
                 redis.call(publish, KEYS[1], 'granted ' .. first .. ' ' .. fence)
                 return {first, fence}

@@ -1,7 +1,8 @@
 -- Release the lock if the caller still holds it: hand it to the longest waiter still in line,
 -- or delete it and tell the waiters. A caller that does not hold it leaves the line (a waiter
 -- giving up).
--- (After queue.lua: KEYS[1] the lock, KEYS[2] the fencing counter, KEYS[3] and KEYS[4] its line.)
+-- (With queue.lua in place of the line that names it: KEYS[1] the lock, KEYS[2] the fencing
+-- counter, and on a cluster KEYS[3] and KEYS[4] its line.)
 -- ARGV[1]: the holder's token; ARGV[2] (optional): the command that publishes notices, PUBLISH
 -- by default, SPUBLISH on a cluster (the key's shard channel); ARGV[3] (optional, any value):
 -- publish `released` even when this server does not hold the token. A Redlock master is told
@@ -10,7 +11,15 @@
 -- Returns {2, the new holder's token, its fencing token} when handed to a waiter, 1 when
 -- released, 0 when the token no longer holds the lock here.
 local publish = ARGV[2] or 'PUBLISH'
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+local value = redis.call('GET', KEYS[1])
+-- Nobody in line (the value is not marked): delete and tell, as simply as can be.
+if value == ARGV[1] then
+    redis.call('DEL', KEYS[1])
+    redis.call(publish, KEYS[1], 'released')
+    return 1
+end
+--[[queue]]
+if value ~= ARGV[1] .. '+' then
     leave(ARGV[1])
     if ARGV[3] then
         redis.call(publish, KEYS[1], 'released')
