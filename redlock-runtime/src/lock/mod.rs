@@ -3,7 +3,8 @@
 //! - `calls`: the lock's calls on the server that owns a key (attempt, release, extend, fence
 //!   raise) and what their answers mean;
 //! - [`quorum`](crate::quorum): what a Redlock quorum of those answers means;
-//! - `acquire`: the acquisition loop (attempt, wait for a notice or a backoff step, again);
+//! - `acquire` (entry points) and `acquisition` (one acquisition's state: attempt, a place in
+//!   line, wait for a hand-off, a notice or a pause, again);
 //! - `token`, `guard`, `set`: what a holder has.
 //!
 //! The functions below run a call on the deployment and read its answer, whichever kind the
@@ -15,6 +16,7 @@ use crate::deploy::{Deployment, Replies};
 use crate::error::LockError;
 
 pub(crate) mod acquire;
+pub(crate) mod acquisition;
 pub(crate) mod calls;
 pub(crate) mod guard;
 pub mod quorum;

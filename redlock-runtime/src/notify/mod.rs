@@ -14,23 +14,24 @@
 //! its masters, every master publishing each release. A waiter whose subscription fails polls,
 //! and tries to subscribe again after a second.
 //!
-//! One concern in one file, a little over 400 lines: the table of waited-on keys, the
-//! subscriptions and the dispatch of notices share their private state, and split apart they
-//! would have to expose it to each other.
+//! One concern in one file, a little over 400 lines: the table of waited-on keys, subscribing
+//! and the dispatch of notices (hand-offs among them) share their private state; a waiter's own
+//! side is `subscription`, polling's backoff is `backoff`.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{futures::OwnedNotified, Notify, OnceCell};
+use tokio::sync::{Notify, OnceCell};
 
 mod backoff;
+mod subscription;
 
 pub(crate) use backoff::Backoff;
+pub(crate) use subscription::Subscription;
 
 type Table = Arc<Waiting>;
 
@@ -356,7 +357,7 @@ impl Notices {
 /// How long a key's channel stays subscribed after its last waiter here left: a process that
 /// contends for a key again and again (a service replica taking its turn) does not subscribe
 /// and unsubscribe around every acquisition.
-const LINGER: Duration = Duration::from_millis(500);
+pub(crate) const LINGER: Duration = Duration::from_millis(500);
 
 fn dispatch(table: &Table, info: PushInfo) {
     match info.kind {
@@ -410,71 +411,6 @@ fn dispatch(table: &Table, info: PushInfo) {
     }
 }
 
-/// One waiter's interest in one key's release notices; dropping it gives the interest up.
-pub(crate) struct Subscription {
-    table: Table,
-    channel: String,
-    bell: Arc<Notify>,
-    armed: Option<Pin<Box<OwnedNotified>>>,
-    /// The hand-off this waiter listens for, with its token.
-    grant: Option<(String, Arc<Grant>)>,
-    unsubscribe: Option<(PubSub, Arc<tokio::sync::Mutex<()>>)>,
-}
-
-impl Subscription {
-    /// Starts listening for the next notice: call before each attempt, so a release during the
-    /// attempt is not missed.
-    pub(crate) fn arm(&mut self) {
-        let mut notified = Box::pin(self.bell.clone().notified_owned());
-        notified.as_mut().enable();
-        self.armed = Some(notified);
-    }
-
-    /// Sleeps for `delay`, or less if a notice arrives (or arrived since [`Self::arm`]), or a
-    /// hand-off to this waiter (see [`Self::expect_grant`]).
-    pub(crate) async fn wait(&mut self, delay: Duration) {
-        let grant = self.grant.as_ref().map(|(_, grant)| grant.clone());
-        let armed = self.armed.take();
-        let notice = async {
-            match armed {
-                Some(notified) => notified.await,
-                None => std::future::pending().await,
-            }
-        };
-        let granted = async {
-            match &grant {
-                Some(grant) => grant.bell.notified().await,
-                None => std::future::pending().await,
-            }
-        };
-        let _ = tokio::time::timeout(delay, async {
-            tokio::select! {
-                () = notice => {}
-                () = granted => {}
-            }
-        })
-        .await;
-    }
-
-    /// Listens for a hand-off of the key to `token` (a waiter in the key's line).
-    pub(crate) fn expect_grant(&mut self, token: &str) {
-        if self.grant.is_some() {
-            return;
-        }
-        let grant = Arc::new(Grant::default());
-        if let Some(entry) = self.table.lock().get_mut(&self.channel) {
-            entry.grantees.push((token.to_owned(), grant.clone()));
-        }
-        self.grant = Some((token.to_owned(), grant));
-    }
-
-    /// The fencing token of a hand-off to this waiter, once its notice came.
-    pub(crate) fn granted(&self) -> Option<u64> {
-        let (_, grant) = self.grant.as_ref()?;
-        *grant.fence.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// `granted <token> <fence>`: a hand-off notice.
 fn granted(message: &Value) -> Option<(&str, u64)> {
     let text = match message {
@@ -486,52 +422,4 @@ fn granted(message: &Value) -> Option<(&str, u64)> {
     let token = words.next()?;
     let fence = words.next()?.parse().ok()?;
     Some((token, fence))
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        let left = {
-            let mut table = self.table.lock();
-            let Some(entry) = table.get_mut(&self.channel) else {
-                return;
-            };
-            if let Some((token, _)) = &self.grant {
-                entry.grantees.retain(|(t, _)| t != token);
-            }
-            entry.refs -= 1;
-            if entry.refs > 0 {
-                return;
-            }
-            entry.echoes = 0;
-            entry.left += 1;
-            entry.left
-        };
-        // The last waiter here left: the channel stays subscribed a while, then goes unless a
-        // waiter came meanwhile.
-        let table = self.table.clone();
-        let channel = std::mem::take(&mut self.channel);
-        let unsubscribe = self.unsubscribe.take();
-        crate::background::spawn(async move {
-            tokio::time::sleep(LINGER).await;
-            let order = unsubscribe.as_ref().map(|(_, order)| order.clone());
-            let _order = match &order {
-                Some(order) => Some(order.lock().await),
-                None => None,
-            };
-            {
-                let mut table = table.lock();
-                match table.get(&channel) {
-                    Some(entry) if entry.refs == 0 && entry.left == left => {
-                        table.remove(&channel);
-                    }
-                    _ => return, // a waiter came (and may have left again since)
-                }
-            }
-            if let Some((mut conn, _)) = unsubscribe {
-                if let Err(e) = conn.unsubscribe(&channel).await {
-                    tracing::debug!(channel, error = %e, "unsubscribe failed");
-                }
-            }
-        });
-    }
 }
