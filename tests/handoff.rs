@@ -262,3 +262,34 @@ async fn a_newcomer_does_not_overtake_the_line() {
         waiter.expect("ACQUIRED", PATIENCE).await;
     }
 }
+
+/// While others wait in line the lock's value is marked (see `scripts/queue.lua`); the holder's
+/// renewals and release still recognise it, and the next waiter gets the lock at the release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_renews_and_releases_while_others_wait_in_line() {
+    let server = common::server();
+    let mut conn = common::connect(&server.url()).await;
+    let locks = LockManager::new(&server.url()).unwrap();
+    let guard = locks
+        .acquire_with("ledger", &common::options(300, 0))
+        .await
+        .unwrap();
+    let mut waiter = waiter_process(&server, "ledger", 30_000, true);
+    until_in_line(&mut conn, "ledger", 1).await;
+    // Renewed across several leases while the waiter stays in line.
+    for _ in 0..4 {
+        guard.extend().await.expect("renewal with a waiter in line");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(guard.is_held());
+    assert_eq!(
+        in_line(&mut conn, "ledger").await,
+        1,
+        "the waiter left the line"
+    );
+    guard
+        .release()
+        .await
+        .expect("release with a waiter in line");
+    waiter.expect("ACQUIRED", PATIENCE).await;
+}
