@@ -26,9 +26,18 @@ static RELEASE_LUA: LazyLock<String> =
     LazyLock::new(|| with_queue(include_str!("scripts/release.lua")));
 
 /// `script` with the line's helpers in place of its `--[[queue]]` line (after the fast path of
-/// a release, so that a release with nobody in line does not even define them).
+/// a release, so that a release with nobody in line does not even define them), without its
+/// comments and indentation: every new connection sends it, so it is kept short.
 fn with_queue(script: &str) -> String {
-    script.replacen("--[[queue]]\n", QUEUE_LUA, 1)
+    let script = script.replacen("--[[queue]]\n", QUEUE_LUA, 1);
+    let mut code = String::with_capacity(script.len());
+    for line in script.lines().map(str::trim) {
+        if !line.is_empty() && !line.starts_with("--") {
+            code.push_str(line);
+            code.push('\n');
+        }
+    }
+    code
 }
 
 /// Undo of a failed Redlock attempt on one master: compare-and-delete without a notice.
@@ -70,4 +79,19 @@ pub(crate) async fn load_all<C: redis::aio::ConnectionLike + Send>(
         }
     };
     crate::deadline::within(limit, key, load).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn composed_scripts_keep_their_code_and_drop_their_comments() {
+        for code in [ACQUIRE_LUA.as_str(), RELEASE_LUA.as_str()] {
+            assert!(code.contains("local function hand_off(publish)"), "{code}");
+            assert!(!code.contains("--"), "{code}");
+            assert!(!code.contains("[[queue]]"), "{code}");
+        }
+        assert!(RELEASE_LUA.find("'released'") < RELEASE_LUA.find("local function leave"));
+    }
 }
