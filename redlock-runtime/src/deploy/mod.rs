@@ -277,6 +277,12 @@ struct Ping;
 impl Call for Ping {
     type Answer = ();
 
+    /// Bounded by the operation timeout alone (or the node timeout set on the builder), not a
+    /// tenth of it: a first ping may open every connection.
+    fn lease(&self) -> Option<Duration> {
+        Some(Duration::MAX)
+    }
+
     async fn run<C: ConnectionLike + Send>(
         &self,
         wire: &mut Wire<'_, C>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::Cmd;
 
-use crate::deploy::{Call, Companion, Key, Notice, Place};
+use crate::deploy::{Call, Key, Notice, Place};
 use crate::error::LockError;
 use crate::scripts;
 use crate::wire::{Request, Wire, Written};
@@ -131,15 +131,7 @@ impl Call for Claim<'_> {
                 return Ok(replicated(Attempt::Acquired(fence), written.short));
             }
         }
-        let every_key = at.declares_every_key();
-        let keys = if every_key { 4 } else { 2 };
-        let mut script =
-            Request::script(&scripts::ACQUIRE, keys, 9, 3 * self.key.redis.len() + 160);
-        script.arg(self.key.redis).arg(&*fence_key);
-        if every_key {
-            let (line, waiters) = line(at, self.fence_key, self.key.redis);
-            script.arg(line).arg(waiters);
-        }
+        let mut script = with_line_keys(&scripts::ACQUIRE, at, self.key.redis, self.fence_key, 5);
         script
             .arg(self.token)
             .arg(self.ttl_ms)
@@ -161,13 +153,26 @@ fn replicated(attempt: Attempt, short: Option<(usize, usize)>) -> Attempt {
     }
 }
 
-/// The key's line of waiters: who waits, in order of arrival, and each waiter's entry (named
-/// as `scripts/queue.lua` names them when not given).
-fn line<'a>(at: Place, fence_key: &'a str, redis_key: &'a str) -> (Companion<'a>, Companion<'a>) {
-    (
-        at.companion_of(fence_key, "queue", redis_key),
-        at.companion_of(fence_key, "waiters", redis_key),
-    )
+/// A call of `script` (the acquire or release script) with the keys it touches: the lock, its
+/// fencing counter, and on a cluster, which must be told every key, the key's line of waiters
+/// (one server's script names the line itself; see `scripts/queue.lua`); `args` arguments follow.
+fn with_line_keys<'s>(
+    script: &'s redis::Script,
+    at: Place,
+    key: &str,
+    fence_key: &str,
+    args: usize,
+) -> Request<'s> {
+    let every_key = at.declares_every_key();
+    let keys = if every_key { 4 } else { 2 };
+    let mut request = Request::script(script, keys, keys + args, 3 * key.len() + 160);
+    request.arg(key).arg(&*at.companion(fence_key));
+    if every_key {
+        request
+            .arg(at.companion_of(fence_key, "queue", key))
+            .arg(at.companion_of(fence_key, "waiters", key));
+    }
+    request
 }
 
 /// What a release did.
@@ -213,34 +218,22 @@ impl Call for Release<'_> {
         wire: &mut Wire<'_, C>,
         at: Place,
     ) -> Result<Released, LockError> {
-        let key = self.lock.key.redis;
-        let mut request = match self.notify {
-            true => {
-                let every_key = at.declares_every_key();
-                let keys = if every_key { 4 } else { 2 };
-                let fence_key = at.companion(self.lock.fence_key);
-                let mut request = Request::script(&scripts::RELEASE, keys, 7, 3 * key.len() + 120);
-                request.arg(key).arg(&*fence_key);
-                if every_key {
-                    let (line, waiters) = line(at, self.lock.fence_key, key);
-                    request.arg(line).arg(waiters);
-                }
-                request
-            }
-            false => Request::script(&scripts::ROLLBACK, 1, 2, key.len() + 40),
-        };
+        let (key, token) = (self.lock.key.redis, self.lock.token);
         if !self.notify {
-            request.arg(key);
+            let mut rollback = Request::script(&scripts::ROLLBACK, 1, 2, key.len() + 40);
+            rollback.arg(key).arg(token);
+            return wire.send(&rollback).await;
         }
-        request.arg(self.lock.token);
+        let mut release = with_line_keys(&scripts::RELEASE, at, key, self.lock.fence_key, 3);
+        release.arg(token);
         // `PUBLISH` when the key was released is the script's default.
-        if self.notify && at.notice != Notice::Publish {
-            request.arg(at.notice.command());
+        if at.notice != Notice::Publish {
+            release.arg(at.notice.command());
             if at.notice == Notice::PublishAlways {
-                request.arg("always");
+                release.arg("always");
             }
         }
-        wire.send(&request).await
+        wire.send(&release).await
     }
 }
 
