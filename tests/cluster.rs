@@ -101,6 +101,64 @@ async fn locks_live_on_the_slot_owner_with_a_per_slot_fence_and_sharded_notices(
     second.release().await.unwrap();
 }
 
+/// A release that hands the lock to a waiter of another manager tells it on that manager's
+/// own channel of the key's hand-offs, in the key's shard: the waiter, whose own attempts come
+/// every 20 s, has the lock at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_off_reaches_another_managers_waiter_over_its_shard_channel() {
+    let cluster = cluster();
+    let holder_side = manager(&cluster);
+    let waiter_side = LockManager::builder_cluster(cluster.urls())
+        .backoff(Duration::from_millis(10), Duration::from_secs(20))
+        .build()
+        .expect("cluster manager");
+    let key = "account:9";
+    let owner = cluster.owner_of("lock:account:9").unwrap();
+    let slot = cluster.slot_of("lock:account:9").unwrap().to_string();
+    let guard = common::within(holder_side.acquire_with(key, &common::options(60_000, 0)))
+        .await
+        .expect("acquire");
+    let waiter = tokio::spawn(async move {
+        waiter_side
+            .acquire_with(key, &common::options(10_000, 60_000))
+            .await
+    });
+    // The waiter's place in line names its manager's channel once it subscribed.
+    let master = cluster.master(owner);
+    common::until_every(
+        common::PATIENCE,
+        Duration::from_millis(5),
+        "a place in line naming a channel",
+        || {
+            let keys = master
+                .command(&["CLUSTER", "GETKEYSINSLOT", &slot, "10"])
+                .unwrap();
+            keys.lines()
+                .filter(|k| k.starts_with("redlock:fence:waiters:"))
+                .any(|places| {
+                    master
+                        .command(&["HVALS", places])
+                        .unwrap()
+                        .split(' ')
+                        .nth(2)
+                        .is_some_and(|channel| channel.starts_with("lock:account:9:granted:"))
+                })
+        },
+    )
+    .await;
+    let first = guard.fencing_token();
+    let released = Instant::now();
+    guard.release().await.expect("release");
+    let second = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the hand-off's notice woke the waiter")
+        .unwrap()
+        .expect("the waiter gets the lock");
+    eprintln!("handed over in {:?}", released.elapsed());
+    assert!(second.fencing_token() > first);
+    second.release().await.unwrap();
+}
+
 #[distributed_lock(keys = ["<from>", "<to>"], ttl = "5s", wait = "30s", client = locks, guard = held)]
 async fn transfer(locks: &LockManager, from: &str, to: &str) -> Result<usize, LockError> {
     tokio::time::sleep(Duration::from_millis(30)).await;

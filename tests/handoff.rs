@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use fault_support::{emit, setting, ChildProcess};
 use redis::aio::MultiplexedConnection;
+use redis::{PushInfo, Value};
 use redlock::testing::RedisServer;
 use redlock::{LockError, LockManager};
 
@@ -61,10 +62,13 @@ fn child_process_entry() {
 /// `ACQUIRED <fencing token>`, holds it `REDLOCK_HOLD_MS` and releases, or reports
 /// `FAILED <error>`.
 async fn waiter() {
-    let locks = LockManager::builder(setting::<String>("REDLOCK_URL"))
-        .notifications(setting("REDLOCK_NOTICES"))
-        .build()
-        .expect("lock manager");
+    let mut builder = LockManager::builder(setting::<String>("REDLOCK_URL"))
+        .notifications(setting("REDLOCK_NOTICES"));
+    if let Ok(max) = std::env::var("REDLOCK_BACKOFF_MAX_MS") {
+        let max = Duration::from_millis(max.parse().expect("REDLOCK_BACKOFF_MAX_MS"));
+        builder = builder.backoff(Duration::from_millis(10), max);
+    }
+    let locks = builder.build().expect("lock manager");
     let key: String = setting("REDLOCK_KEY");
     let options = common::options(setting("REDLOCK_TTL_MS"), setting("REDLOCK_WAIT_MS"));
     match locks.acquire_with(&key, &options).await {
@@ -91,6 +95,7 @@ fn holding_waiter(
     ChildProcess::spawn(
         "waiter",
         &[
+            ("REDLOCK_BACKOFF_MAX_MS", "1000".to_owned()),
             ("REDLOCK_HOLD_MS", hold_ms.to_string()),
             ("REDLOCK_URL", server.url()),
             ("REDLOCK_KEY", key.to_owned()),
@@ -292,4 +297,142 @@ async fn a_holder_renews_and_releases_while_others_wait_in_line() {
         .await
         .expect("release with a waiter in line");
     waiter.expect("ACQUIRED", PATIENCE).await;
+}
+
+/// A waiter that only ever hears of its turn from the release's notice: its own attempts come
+/// every 20 s (its backoff's longest pause is 20 s), far later than the hand-offs below.
+fn deaf_waiter(server: &RedisServer, key: &str) -> ChildProcess {
+    ChildProcess::spawn(
+        "waiter",
+        &[
+            ("REDLOCK_BACKOFF_MAX_MS", "20000".to_owned()),
+            ("REDLOCK_HOLD_MS", "0".to_owned()),
+            ("REDLOCK_URL", server.url()),
+            ("REDLOCK_KEY", key.to_owned()),
+            ("REDLOCK_TTL_MS", "10000".to_owned()),
+            ("REDLOCK_WAIT_MS", "60000".to_owned()),
+            ("REDLOCK_NOTICES", "true".to_owned()),
+        ],
+    )
+}
+
+/// Every message published on a channel matching `pattern`, as (channel, message).
+async fn listen(url: &str, pattern: &str) -> (MultiplexedConnection, Listened) {
+    let info = redis::Client::open(url)
+        .unwrap()
+        .get_connection_info()
+        .clone();
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(settings)).unwrap();
+    let (sender, messages) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
+    let config = redis::AsyncConnectionConfig::new().set_push_sender(sender);
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("a RESP3 connection");
+    conn.psubscribe(pattern).await.expect("PSUBSCRIBE");
+    (conn, Listened(messages))
+}
+
+struct Listened(tokio::sync::mpsc::UnboundedReceiver<PushInfo>);
+
+impl Listened {
+    /// The next message, within `limit`.
+    async fn next(&mut self, limit: Duration) -> Option<(String, String)> {
+        let text = |value: &Value| match value {
+            Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Value::SimpleString(s) => s.clone(),
+            other => format!("{other:?}"),
+        };
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let info = tokio::time::timeout(left, self.0.recv()).await.ok()??;
+            // A pattern message: [pattern, channel, message].
+            if info.kind == redis::PushKind::PMessage && info.data.len() == 3 {
+                return Some((text(&info.data[1]), text(&info.data[2])));
+            }
+        }
+    }
+}
+
+/// A release that hands the lock over tells the new holder's process alone, on that process's
+/// own channel of the key's hand-offs, which wakes the waiter at once; nobody else hears of it,
+/// on the key's channel or another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_off_is_told_to_the_new_holders_process_alone() {
+    let server = common::server();
+    let mut conn = common::connect(&server.url()).await;
+    let locks = LockManager::new(&server.url()).unwrap();
+    let holder = locks
+        .acquire_with("vault", &common::options(60_000, 0))
+        .await
+        .unwrap();
+    let mut waiters = Vec::new();
+    for i in 0..3 {
+        waiters.push(deaf_waiter(&server, "vault"));
+        until_in_line(&mut conn, "vault", i + 1).await;
+    }
+    // Each place names its process's channel once that process subscribed
+    // ("<expiry> <lease> <channel>").
+    let started = Instant::now();
+    loop {
+        let places: Vec<String> = redis::cmd("HVALS")
+            .arg("redlock:fence:waiters:lock:vault")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if places.len() == 3
+            && places
+                .iter()
+                .all(|p| p.split(' ').nth(2).is_some_and(|c| !c.is_empty()))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "places without a channel: {places:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Each waiting process listens on a channel of its own for the key's hand-offs.
+    let channels: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .arg("lock:vault:granted:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(channels.len(), 3, "{channels:?}");
+    let (_listener, mut grants) = listen(&server.url(), "lock:vault:granted:*").await;
+    let (_listener, mut on_key) = listen(&server.url(), "lock:vault").await;
+
+    holder.release().await.unwrap();
+    let mut told = Vec::new();
+    for waiter in &mut waiters {
+        // Well before any waiter's own next attempt (20 s): the notice woke it.
+        let fence = fence_of(&waiter.expect("ACQUIRED", Duration::from_secs(10)).await);
+        let (channel, message) = grants
+            .next(Duration::from_secs(10))
+            .await
+            .expect("a hand-off notice");
+        assert!(
+            message.starts_with("granted ") && message.ends_with(&format!(" {fence}")),
+            "{message:?}"
+        );
+        told.push(channel);
+    }
+    let mut distinct = told.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "one channel per process: {told:?}");
+    // The key's channel carried the last waiter's plain release only.
+    let (_, message) = on_key
+        .next(Duration::from_secs(10))
+        .await
+        .expect("the last release's notice");
+    assert_eq!(message, "released");
+    assert!(on_key.next(Duration::from_millis(200)).await.is_none());
 }

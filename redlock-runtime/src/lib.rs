@@ -45,9 +45,10 @@
 //! the waiter in the key's line of waiters on the server, in order of arrival, whichever
 //! process it is in. The waiter subscribes to the key's notices (one shared pub/sub connection
 //! per manager). A release hands the lock to the longest waiter in the same script that
-//! deletes the holder's key, with the next fencing token, and publishes whom it went to: the
-//! lock changes hands in one round trip, first come first served across processes, and only the
-//! new holder wakes. A waiter attempts again only to keep its place, when the holder's lease
+//! deletes the holder's key, with the next fencing token, and tells the new holder's process
+//! alone, on that process's own channel of the key's hand-offs (`<key>:granted:<id>`, named in
+//! its place in line): the lock changes hands in one round trip, first come first served across
+//! processes, and no other process wakes. A waiter attempts again only to keep its place, when the holder's lease
 //! runs out, or at its deadline; without notices (or when one is missed) that attempt finds
 //! the lock handed to it. Redlock keeps no line (a quorum of lines is not one line): its
 //! waiters wake on any master's notice and poll with jittered backoff.

@@ -77,7 +77,12 @@ impl Cluster {
         &self,
         channel: &str,
     ) -> Option<redis::RedisResult<Subscription>> {
-        Some(self.notices.as_ref()?.subscribe(channel).await)
+        let notices = self.notices.as_ref()?;
+        Some(
+            notices
+                .subscribe(channel, grant_channel(notices, channel))
+                .await,
+        )
     }
 
     /// The cluster connection, opened on first use.
@@ -160,4 +165,18 @@ impl Cluster {
         call.run(&mut Wire::new(&mut conn, bound, key.name(), None), at)
             .await
     }
+}
+
+/// The manager's channel of hand-offs of `key`, in the key's slot (a shard channel must be):
+/// the plain name when the key's own hash tag decides its slot, else with a tag of the key's
+/// slot after it; `None` for the rare key whose braces keep both out of its slot (an unclosed
+/// `{`), whose hand-offs are then told on its own channel.
+fn grant_channel(notices: &Notices, key: &str) -> Option<String> {
+    use super::slot::{key_slot, slot_tag};
+    let slot = key_slot(key.as_bytes());
+    let plain = notices.grant_channel(key);
+    let tagged = format!("{plain}:{{{}}}", slot_tag(slot));
+    [plain, tagged]
+        .into_iter()
+        .find(|name| key_slot(name.as_bytes()) == slot)
 }

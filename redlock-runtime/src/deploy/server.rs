@@ -67,7 +67,12 @@ impl Server {
         &self,
         channel: &str,
     ) -> Option<redis::RedisResult<Subscription>> {
-        Some(self.notices.as_ref()?.subscribe(channel).await)
+        let notices = self.notices.as_ref()?;
+        Some(
+            notices
+                .subscribe(channel, Some(notices.grant_channel(channel)))
+                .await,
+        )
     }
 
     /// Runs `call` on the connection of `key` (acknowledged calls on the acknowledging links); a

@@ -92,6 +92,7 @@ impl<'a> Acquisition<'a> {
                         grace(inner.config.backoff_max, inner.config.op_timeout).as_millis() as u64
                     }
                 },
+                grants: None,
             },
             ttl: settings.ttl,
             start,
@@ -167,7 +168,11 @@ impl<'a> Acquisition<'a> {
             sub.arm();
         }
         let sent = Instant::now();
-        let outcome = crate::lock::attempt(&self.inner.deployment, self.claim, sent).await;
+        let claim = Claim {
+            grants: self.notices.as_ref().and_then(Subscription::grants),
+            ..self.claim
+        };
+        let outcome = crate::lock::attempt(&self.inner.deployment, claim, sent).await;
         self.claim.likely_free = !matches!(outcome, Ok(Attempt::Busy(_) | Attempt::HeldByThisTask));
         let key = self.claim.key.name();
         let retry = |holder_left, failure| {

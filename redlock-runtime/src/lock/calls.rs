@@ -41,6 +41,9 @@ pub(crate) struct Claim<'a> {
     /// How long the caller keeps its place in the key's line of waiters without attempting
     /// again, in milliseconds; 0: it does not wait in line (a single attempt).
     pub(crate) grace_ms: u64,
+    /// The channel on which the caller's process hears of a hand-off of the key to it, named
+    /// in its place in line (`None`: not subscribed; a hand-off is then found by an attempt).
+    pub(crate) grants: Option<&'a str>,
 }
 
 impl<'a> Claim<'a> {
@@ -131,13 +134,14 @@ impl Call for Claim<'_> {
                 return Ok(replicated(Attempt::Acquired(fence), written.short));
             }
         }
-        let mut script = with_line_keys(&scripts::ACQUIRE, at, self.key.redis, self.fence_key, 5);
+        let mut script = with_line_keys(&scripts::ACQUIRE, at, self.key.redis, self.fence_key, 6);
         script
             .arg(self.token)
             .arg(self.ttl_ms)
             .arg(self.caller.unwrap_or(""))
             .arg(if at.queue { self.grace_ms } else { 0 })
-            .arg(at.notice.command());
+            .arg(at.notice.command())
+            .arg(self.grants.unwrap_or(""));
         let written: Written<Attempt> = wire.write(script).await?;
         Ok(replicated(written.answer, written.short))
     }
@@ -165,7 +169,7 @@ fn with_line_keys<'s>(
 ) -> Request<'s> {
     let every_key = at.declares_every_key();
     let keys = if every_key { 4 } else { 2 };
-    let mut request = Request::script(script, keys, keys + args, 3 * key.len() + 160);
+    let mut request = Request::script(script, keys, keys + args, 4 * key.len() + 200);
     request.arg(key).arg(&*at.companion(fence_key));
     if every_key {
         request

@@ -270,7 +270,7 @@ async fn release_once(manager: &Inner, lock: Holding<'_>) -> Result<(), LockErro
         match (&released, notices) {
             (Released::Freed, Some(notices)) => notices.released_locally(lock.key.redis),
             (Released::HandedOff(to, fence), Some(notices)) => {
-                notices.handed_locally(lock.key.redis, to, *fence);
+                notices.handed_locally(to, *fence);
             }
             _ => {}
         }

@@ -8,6 +8,11 @@
 //! notice only costs latency: waiters also poll with exponential backoff and full jitter, never
 //! sleeping past the holder's remaining lease. A dropped pub/sub connection wakes every waiter.
 //!
+//! A hand-off to a waiter in a key's line is told on a second channel, the manager's own for
+//! that key (`<key>:granted:<id>`, subscribed with the key's in one command), which the waiter
+//! names in its place: of all the processes waiting for a key, only the new holder's reads it.
+//! Told on the key's channel, every waiting process would wake for every hand-off.
+//!
 //! Per deployment: one server (or the master named by Sentinel) uses `SUBSCRIBE`; a Redis
 //! Cluster uses sharded pub/sub (`SSUBSCRIBE` through one RESP3 cluster connection, which sends
 //! each subscription to the master of the channel's slot); a Redlock manager listens on one of
@@ -42,6 +47,8 @@ struct Waiting {
     /// How many keys `entries` holds, readable without the lock: with nobody waiting, taking
     /// and releasing locks never touches the table.
     keys: AtomicUsize,
+    /// Waiters in a key's line, by token: a hand-off to one of them wakes that one.
+    grantees: Mutex<HashMap<String, Arc<Grant>>>,
 }
 
 impl Waiting {
@@ -54,6 +61,18 @@ impl Waiting {
 
     fn is_empty(&self) -> bool {
         self.keys.load(Ordering::Acquire) == 0
+    }
+
+    fn grantees(&self) -> MutexGuard<'_, HashMap<String, Arc<Grant>>> {
+        self.grantees.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A hand-off to `token`: it wakes that waiter, if it waits here.
+    fn grant(&self, token: &str, fence: u64) {
+        if let Some(grant) = self.grantees().get(token) {
+            *grant.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(fence);
+            grant.bell.notify_one();
+        }
     }
 }
 
@@ -92,18 +111,8 @@ struct Entry {
     /// Releases this process handed to its own waiters whose published notice has not come
     /// back yet: those notices are echoes and wake nobody.
     echoes: usize,
-    /// Waiters in the key's line, by token: a hand-off to one of them wakes that one.
-    grantees: Vec<(String, Arc<Grant>)>,
-}
-
-impl Entry {
-    /// A hand-off to `token`: it wakes that waiter, if it waits here.
-    fn grant(&self, token: &str, fence: u64) {
-        if let Some((_, grant)) = self.grantees.iter().find(|(t, _)| t == token) {
-            *grant.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(fence);
-            grant.bell.notify_one();
-        }
-    }
+    /// This process's channel of hand-offs of the key, if any (see [`Notices::subscribe`]).
+    grants: Option<String>,
 }
 
 /// A hand-off a waiter in line may receive (see `scripts/queue.lua`): the fencing token it was
@@ -136,6 +145,8 @@ impl Default for Subscribed {
 
 /// The release-notice side of a manager.
 pub(crate) struct Notices {
+    /// Names this process's channels of hand-offs: random, one per manager.
+    id: String,
     source: Source,
     op_timeout: Duration,
     table: Table,
@@ -165,19 +176,20 @@ enum PubSub {
 }
 
 impl PubSub {
-    async fn subscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
+    /// Subscribes to `channels` (of one key: one slot on a cluster) in one command.
+    async fn subscribe(&mut self, channels: &[&str]) -> redis::RedisResult<()> {
         match self {
-            Self::Single(conn) => conn.subscribe(channel).await,
+            Self::Single(conn) => conn.subscribe(channels).await,
             #[cfg(feature = "cluster")]
-            Self::Cluster(conn) => conn.ssubscribe(channel).await,
+            Self::Cluster(conn) => conn.ssubscribe(channels).await,
         }
     }
 
-    async fn unsubscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
+    async fn unsubscribe(&mut self, channels: &[&str]) -> redis::RedisResult<()> {
         match self {
-            Self::Single(conn) => conn.unsubscribe(channel).await,
+            Self::Single(conn) => conn.unsubscribe(channels).await,
             #[cfg(feature = "cluster")]
-            Self::Cluster(conn) => conn.sunsubscribe(channel).await,
+            Self::Cluster(conn) => conn.sunsubscribe(channels).await,
         }
     }
 }
@@ -203,6 +215,7 @@ impl Notices {
 
     fn with_source(source: Source, op_timeout: Duration) -> Self {
         Self {
+            id: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
             source,
             op_timeout,
             table: Arc::default(),
@@ -251,25 +264,40 @@ impl Notices {
             .cloned()
     }
 
-    /// Registers interest in `channel` and returns once Redis confirmed the subscription, so
-    /// every release after this returns is heard.
-    pub(crate) async fn subscribe(&self, channel: &str) -> redis::RedisResult<Subscription> {
-        let (bell, subscribed) = {
+    /// Registers interest in `channel` (a lock's key) and returns once Redis confirmed the
+    /// subscription, so every release after this returns is heard.
+    ///
+    /// With it comes `grants`, this process's own channel of the key's hand-offs (see
+    /// [`Self::grant_channel`]), which a waiter in line names in its place
+    /// ([`Subscription::grants`]): a release that hands the lock over tells the new holder's
+    /// process only, not every process waiting for the key. Without one (a cluster key whose
+    /// braces keep every such name out of its slot), hand-offs are told on the key's channel.
+    pub(crate) async fn subscribe(
+        &self,
+        channel: &str,
+        grants: Option<String>,
+    ) -> redis::RedisResult<Subscription> {
+        let (bell, subscribed, grants) = {
             let mut table = self.table.lock();
             let entry = table.entry(channel.to_owned()).or_insert_with(|| Entry {
                 refs: 0,
                 bell: Arc::default(),
                 subscribed: Arc::default(),
                 echoes: 0,
-                grantees: Vec::new(),
+                grants,
                 left: 0,
             });
             entry.refs += 1;
-            (entry.bell.clone(), entry.subscribed.clone())
+            (
+                entry.bell.clone(),
+                entry.subscribed.clone(),
+                entry.grants.clone(),
+            )
         };
         let mut subscription = Subscription {
             table: self.table.clone(),
             channel: channel.to_owned(),
+            grants,
             bell,
             armed: None,
             grant: None,
@@ -289,6 +317,7 @@ impl Notices {
         if start {
             let mut conn = conn.clone();
             let channel = channel.to_owned();
+            let grants = subscription.grants.clone();
             let order = self.order.clone();
             let report = subscribed.clone();
             // On the library's runtime, ordered and bounded there: a connection the client
@@ -296,7 +325,10 @@ impl Notices {
             crate::background::spawn(async move {
                 let ordered = async {
                     let _order = order.lock().await;
-                    conn.subscribe(&channel).await
+                    match &grants {
+                        Some(grants) => conn.subscribe(&[&channel, grants]).await,
+                        None => conn.subscribe(&[&channel]).await,
+                    }
                 };
                 let state = match tokio::time::timeout(limit, ordered).await {
                     Ok(Ok(())) => Subscribing::Done,
@@ -321,6 +353,13 @@ impl Notices {
 }
 
 impl Notices {
+    /// The channel of hand-offs of `key` (a lock's key, which is also its channel) to waiters
+    /// of this manager: `<key>:granted:<id>`, named after the key so that whoever may listen on
+    /// the key's channel (an ACL's channel pattern) may listen on it too.
+    pub(crate) fn grant_channel(&self, key: &str) -> String {
+        format!("{key}:granted:{}", self.id)
+    }
+
     /// This process released `channel`: wake its longest-waiting local waiter now, without
     /// waiting for the published notice (which, when it comes back, wakes nobody).
     pub(crate) fn released_locally(&self, channel: &str) {
@@ -337,13 +376,11 @@ impl Notices {
 
     /// This process handed `channel` to the waiter with `token`: if that waiter is here, it
     /// learns of it now rather than from the published notice (which then finds it gone).
-    pub(crate) fn handed_locally(&self, channel: &str, token: &str, fence: u64) {
+    pub(crate) fn handed_locally(&self, token: &str, fence: u64) {
         if self.table.is_empty() {
             return;
         }
-        if let Some(entry) = self.table.lock().get_mut(channel) {
-            entry.grant(token, fence);
-        }
+        self.table.grant(token, fence);
     }
 
     /// Whether this process waited for `channel` lately (a waiter subscribed now, or one that
@@ -367,12 +404,12 @@ fn dispatch(table: &Table, info: PushInfo) {
                 Some(Value::SimpleString(s)) => Some(s.as_str()),
                 _ => None,
             };
-            let mut table = table.lock();
-            if let Some(entry) = channel.and_then(|c| table.get_mut(c)) {
-                if let Some((token, fence)) = info.data.get(1).and_then(granted) {
-                    entry.grant(token, fence);
-                    return;
-                }
+            if let Some((token, fence)) = info.data.get(1).and_then(granted) {
+                table.grant(token, fence);
+                return;
+            }
+            let mut entries = table.lock();
+            if let Some(entry) = channel.and_then(|c| entries.get_mut(c)) {
                 if entry.echoes > 0 {
                     entry.echoes -= 1;
                 } else if entry.refs > 0 {
@@ -402,9 +439,9 @@ fn dispatch(table: &Table, info: PushInfo) {
             for entry in table.lock().values_mut() {
                 entry.echoes = 0;
                 entry.bell.notify_waiters();
-                for (_, grant) in &entry.grantees {
-                    grant.bell.notify_one();
-                }
+            }
+            for grant in table.grantees().values() {
+                grant.bell.notify_one();
             }
         }
         _ => {}

@@ -14,6 +14,8 @@ use super::{Grant, PubSub, Table, LINGER};
 pub(crate) struct Subscription {
     pub(super) table: Table,
     pub(super) channel: String,
+    /// This process's channel of the key's hand-offs, if any.
+    pub(super) grants: Option<String>,
     pub(super) bell: Arc<Notify>,
     pub(super) armed: Option<Pin<Box<OwnedNotified>>>,
     /// The hand-off this waiter listens for, with its token.
@@ -62,10 +64,16 @@ impl Subscription {
             return;
         }
         let grant = Arc::new(Grant::default());
-        if let Some(entry) = self.table.lock().get_mut(&self.channel) {
-            entry.grantees.push((token.to_owned(), grant.clone()));
-        }
+        self.table
+            .grantees()
+            .insert(token.to_owned(), grant.clone());
         self.grant = Some((token.to_owned(), grant));
+    }
+
+    /// The channel on which a release tells this process of a hand-off of the key to one of
+    /// its waiters: a waiter in line names it in its place.
+    pub(crate) fn grants(&self) -> Option<&str> {
+        self.grants.as_deref()
     }
 
     /// The fencing token of a hand-off to this waiter, once its notice came.
@@ -77,14 +85,14 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if let Some((token, _)) = &self.grant {
+            self.table.grantees().remove(token);
+        }
         let left = {
             let mut table = self.table.lock();
             let Some(entry) = table.get_mut(&self.channel) else {
                 return;
             };
-            if let Some((token, _)) = &self.grant {
-                entry.grantees.retain(|(t, _)| t != token);
-            }
             entry.refs -= 1;
             if entry.refs > 0 {
                 return;
@@ -97,6 +105,7 @@ impl Drop for Subscription {
         // waiter came meanwhile.
         let table = self.table.clone();
         let channel = std::mem::take(&mut self.channel);
+        let grants = std::mem::take(&mut self.grants);
         let unsubscribe = self.unsubscribe.take();
         crate::background::spawn(async move {
             tokio::time::sleep(LINGER).await;
@@ -115,7 +124,11 @@ impl Drop for Subscription {
                 }
             }
             if let Some((mut conn, _)) = unsubscribe {
-                if let Err(e) = conn.unsubscribe(&channel).await {
+                let unsubscribed = match &grants {
+                    Some(grants) => conn.unsubscribe(&[&channel, grants]).await,
+                    None => conn.unsubscribe(&[&channel]).await,
+                };
+                if let Err(e) = unsubscribed {
                     tracing::debug!(channel, error = %e, "unsubscribe failed");
                 }
             }

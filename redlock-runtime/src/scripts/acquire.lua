@@ -5,7 +5,8 @@
 -- ARGV[1]: the holder's token; ARGV[2]: the lease in milliseconds; ARGV[3]: the caller's task
 -- tag, which ends the tokens of plain guards taken by that task, or '' ; ARGV[4]: how long, in
 -- milliseconds, the caller keeps its place in line without attempting again ('0': it does not
--- wait in line); ARGV[5]: the command that publishes notices (PUBLISH or SPUBLISH).
+-- wait in line); ARGV[5]: the command that publishes notices (PUBLISH or SPUBLISH); ARGV[6]:
+-- the channel on which the caller's process hears of a hand-off to it, or ''.
 -- Returns {1, fencing token} when taken, {0, remaining lease in ms} when busy (-1 when the key
 -- has no expiry), {3, remaining lease} when busy with a token that ends with ARGV[3], {2, type}
 -- when the key is not a lock at all.
@@ -40,7 +41,7 @@ if grace > 0 then
     local t = redis.call('TIME')
     redis.call('ZADD', LINE, 'NX', t[1] .. string.format('%06d', tonumber(t[2])), ARGV[1])
     local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + grace
-    redis.call('HSET', PLACES, ARGV[1], string.format('%d %d', expiry, tonumber(ARGV[2])))
+    redis.call('HSET', PLACES, ARGV[1], string.format('%d %d %s', expiry, tonumber(ARGV[2]), ARGV[6]))
     if not marked and is_token(holder) then
         redis.call('SET', KEYS[1], holder .. '+', 'KEEPTTL')
     end

@@ -1,8 +1,9 @@
 -- The line of waiters of a lock, at the top of the acquire and release scripts.
 -- KEYS[1]: the lock key (also the channel of its notices); KEYS[2]: the fencing counter;
 -- LINE: the waiters in order of arrival (a sorted set of tokens); PLACES: each waiter's entry,
--- "<expiry> <lease>" in milliseconds (a hash): a waiter keeps its place only while it
--- renews it, by attempting again, within its grace, before its expiry. Their names follow from
+-- "<expiry> <lease> <channel>" (a hash), the first two in milliseconds, the last where its
+-- process hears of a hand-off (or nothing): a waiter keeps its place only while it renews it,
+-- by attempting again, within its grace, before its expiry. Their names follow from
 -- the counter's and the lock's, `<counter>:queue:<lock>` and `<counter>:waiters:<lock>`; a
 -- cluster, which must be told every key a script touches, passes them as KEYS[3] and KEYS[4]
 -- (with the lock's slot tag), one server need not be sent them with every release.
@@ -44,9 +45,9 @@ local function leave(token)
 end
 
 -- Hands the free lock to the longest waiter whose place has not expired, with the next fencing
--- token, and tells it with `granted <token> <fence>` on the lock's channel (published with
--- `publish`). Expired waiters met on the way leave the line. The lease is the waiter's own:
--- the hand-off costs no further round trip.
+-- token, and tells it with `granted <token> <fence>` (published with `publish`) on the channel
+-- its place names, its own process's, else on the lock's. Expired waiters met on the way leave
+-- the line. The lease is the waiter's own: the hand-off costs no further round trip.
 -- Returns the new holder's token and fencing token, or false when nobody waits.
 local function hand_off(publish)
     local now
@@ -59,12 +60,15 @@ local function hand_off(publish)
         leave(first)
         if entry then
             now = now or now_ms()
-            local expiry, lease = string.match(entry, '^(%d+) (%d+)$')
+            local expiry, lease, channel = string.match(entry, '^(%d+) (%d+) ?(.*)$')
             if expiry and tonumber(expiry) >= now then
                 redis.call('SET', KEYS[1], first, 'PX', lease)
                 mark(first)
                 local fence = redis.call('INCR', KEYS[2])
-                redis.call(publish, KEYS[1], 'granted ' .. first .. ' ' .. fence)
+                if channel == '' then
+                    channel = KEYS[1]
+                end
+                redis.call(publish, channel, 'granted ' .. first .. ' ' .. fence)
                 return {first, fence}
             end
         end
