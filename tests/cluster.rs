@@ -159,6 +159,54 @@ async fn a_hand_off_reaches_another_managers_waiter_over_its_shard_channel() {
     second.release().await.unwrap();
 }
 
+/// Braces are ordinary characters in a key, on a cluster too: keys with an unclosed `{`, an
+/// empty `{}` or a `}` before a `{` are taken, waited for in line, handed over and released
+/// like any other (their companions, the fencing counter and the line, live in their slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_with_stray_braces_are_waited_for_and_handed_over() {
+    let cluster = cluster();
+    let locks = manager(&cluster);
+    let other = manager(&cluster);
+    for key in ["odd{key", "empty{}tag", "a}b{c"] {
+        let guard = common::within(locks.acquire_with(key, &common::options(10_000, 0)))
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        let waiter = {
+            let other = other.clone();
+            tokio::spawn(async move {
+                other
+                    .acquire_with(key, &common::options(10_000, 30_000))
+                    .await
+            })
+        };
+        // In line: the holder's value is marked while anyone waits.
+        let owner = cluster.owner_of(&format!("lock:{key}")).unwrap();
+        let master = cluster.master(owner);
+        let lock_key = format!("lock:{key}");
+        common::until_every(
+            common::PATIENCE,
+            Duration::from_millis(5),
+            "a waiter in line",
+            || master.command(&["GET", &lock_key]).unwrap().ends_with('+'),
+        )
+        .await;
+        let first = guard.fencing_token();
+        guard
+            .release()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        let second = common::within(waiter)
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert!(second.fencing_token() > first);
+        second
+            .release()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+}
+
 #[distributed_lock(keys = ["<from>", "<to>"], ttl = "5s", wait = "30s", client = locks, guard = held)]
 async fn transfer(locks: &LockManager, from: &str, to: &str) -> Result<usize, LockError> {
     tokio::time::sleep(Duration::from_millis(30)).await;

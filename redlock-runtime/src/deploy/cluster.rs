@@ -12,9 +12,15 @@
 //!   to the lock key's slot. At most 16384 counters exist, whatever the number of lock keys, and
 //!   tokens are strictly increasing per key (a key never changes slot; a slot migration moves
 //!   its counter along with its locks).
+//! - **Lines of waiters** live in their key's slot too: `<fence key>:queue:{<tag>}:<key>` and
+//!   `<fence key>:waiters:{<tag>}:<key>`, the tag before the key so that braces in the key (an
+//!   unclosed `{`, an empty `{}`) never pair with the tag's.
 //! - **Release notices** use sharded pub/sub: the release script `SPUBLISH`es on the key's shard
 //!   channel, and waiters `SSUBSCRIBE` through one RESP3 cluster connection, which sends each
-//!   subscription to the master of the channel's slot. When a slot moves, Redis ends its
+//!   subscription to the master of the channel's slot. A hand-off is told on the manager's own
+//!   shard channel of the key, `<key>:granted:<id>` (with `:{<tag>}` after it when the key has
+//!   no hash tag of its own); a key whose braces keep both names out of its slot has its
+//!   hand-offs told on its own channel. When a slot moves, Redis ends its
 //!   subscriptions: the current waiters look again and poll, the next waiter subscribes on the
 //!   new master.
 //!

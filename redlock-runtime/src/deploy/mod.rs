@@ -136,8 +136,8 @@ impl Place {
     }
 
     /// A companion named `<base>:<kind>:<key>` of `key` (a Redis key), that lives where the
-    /// key does (on a cluster, with the key's slot tag after it), written straight into a
-    /// command.
+    /// key does (on a cluster, with a tag of the key's slot before the key), written straight
+    /// into a command.
     pub(crate) fn companion_of<'b>(
         &self,
         base: &'b str,
@@ -161,14 +161,18 @@ pub(crate) struct Companion<'a> {
     slot: Option<u16>,
 }
 
+/// `<base>:<kind>:<key>`; on a cluster `<base>:<kind>:{<tag>}:<key>`, the tag before the key:
+/// the first `{...}` of a name decides its slot, and a key may hold braces of its own (an
+/// unclosed `{`, an empty `{}`) that would otherwise pair with the tag's.
 impl std::fmt::Display for Companion<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.base, self.kind, self.key)?;
+        write!(f, "{}:{}:", self.base, self.kind)?;
         match self.slot {
             #[cfg(feature = "cluster")]
-            Some(slot) => write!(f, ":{{{}}}", slot::slot_tag(slot)),
-            _ => Ok(()),
+            Some(slot) => write!(f, "{{{}}}:", slot::slot_tag(slot))?,
+            _ => {}
         }
+        f.write_str(self.key)
     }
 }
 
@@ -292,5 +296,38 @@ impl Call for Ping {
             .send(&crate::wire::Request::command(redis::cmd("PING")))
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "cluster"))]
+mod tests {
+    use super::{slot, Companion};
+
+    /// A companion lives in its key's slot whatever braces the key holds.
+    #[test]
+    fn a_companion_shares_its_keys_slot_whatever_braces_the_key_holds() {
+        for key in [
+            "lock:plain",
+            "lock:{user:7}:account",
+            "lock:odd{key",
+            "lock:empty{}tag",
+            "lock:}{",
+            "lock:{}{x}",
+            "lock:a}b{c",
+        ] {
+            let at = slot::key_slot(key.as_bytes());
+            let companion = Companion {
+                base: "redlock:fence",
+                kind: "queue",
+                key,
+                slot: Some(at),
+            };
+            let name = companion.to_string();
+            assert_eq!(
+                slot::key_slot(name.as_bytes()),
+                at,
+                "{name} is not in {key}'s slot"
+            );
+        }
     }
 }
