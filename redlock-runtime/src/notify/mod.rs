@@ -106,6 +106,8 @@ struct Entry {
     refs: usize,
     /// How many times the last waiter left: a lingering entry goes only if nobody came since.
     left: u64,
+    /// Whether a task watches the entry to remove it once it lingered unused (one at a time).
+    watched: bool,
     bell: Arc<Notify>,
     subscribed: Arc<Subscribed>,
     /// Releases this process handed to its own waiters whose published notice has not come
@@ -286,6 +288,7 @@ impl Notices {
                 echoes: 0,
                 grants,
                 left: 0,
+                watched: false,
             });
             entry.refs += 1;
             (
@@ -391,9 +394,9 @@ impl Notices {
     }
 }
 
-/// How long a key's channel stays subscribed after its last waiter here left: a process that
-/// contends for a key again and again (a service replica taking its turn) does not subscribe
-/// and unsubscribe around every acquisition.
+/// How long a key's channel stays subscribed after its last waiter here left (at least; at most
+/// twice as long): a process that contends for a key again and again (a service replica taking
+/// its turn) does not subscribe and unsubscribe around every acquisition.
 pub(crate) const LINGER: Duration = Duration::from_millis(500);
 
 fn dispatch(table: &Table, info: PushInfo) {

@@ -99,38 +99,50 @@ impl Drop for Subscription {
             }
             entry.echoes = 0;
             entry.left += 1;
+            if entry.watched {
+                return; // the key's watcher sees this leave at its next look
+            }
+            entry.watched = true;
             entry.left
         };
         // The last waiter here left: the channel stays subscribed a while, then goes unless a
-        // waiter came meanwhile.
+        // waiter came meanwhile. One watcher per key, looking every LINGER while the key is in
+        // use: a process taking its turn again and again spawns no task per acquisition.
         let table = self.table.clone();
         let channel = std::mem::take(&mut self.channel);
         let grants = std::mem::take(&mut self.grants);
         let unsubscribe = self.unsubscribe.take();
         crate::background::spawn(async move {
-            tokio::time::sleep(LINGER).await;
-            let order = unsubscribe.as_ref().map(|(_, order)| order.clone());
-            let _order = match &order {
-                Some(order) => Some(order.lock().await),
-                None => None,
-            };
-            {
-                let mut table = table.lock();
-                match table.get(&channel) {
-                    Some(entry) if entry.refs == 0 && entry.left == left => {
-                        table.remove(&channel);
-                    }
-                    _ => return, // a waiter came (and may have left again since)
-                }
-            }
-            if let Some((mut conn, _)) = unsubscribe {
-                let unsubscribed = match &grants {
-                    Some(grants) => conn.unsubscribe(&[&channel, grants]).await,
-                    None => conn.unsubscribe(&[&channel]).await,
+            let mut seen = left;
+            loop {
+                tokio::time::sleep(LINGER).await;
+                let order = unsubscribe.as_ref().map(|(_, order)| order.clone());
+                let _order = match &order {
+                    Some(order) => Some(order.lock().await),
+                    None => None,
                 };
-                if let Err(e) = unsubscribed {
-                    tracing::debug!(channel, error = %e, "unsubscribe failed");
+                {
+                    let mut table = table.lock();
+                    let Some(entry) = table.get(&channel) else {
+                        return;
+                    };
+                    if entry.refs > 0 || entry.left != seen {
+                        // In use, or used since the last look: look again later.
+                        seen = entry.left;
+                        continue;
+                    }
+                    table.remove(&channel);
                 }
+                if let Some((mut conn, _)) = unsubscribe {
+                    let unsubscribed = match &grants {
+                        Some(grants) => conn.unsubscribe(&[&channel, grants]).await,
+                        None => conn.unsubscribe(&[&channel]).await,
+                    };
+                    if let Err(e) = unsubscribed {
+                        tracing::debug!(channel, error = %e, "unsubscribe failed");
+                    }
+                }
+                return;
             }
         });
     }
