@@ -7,7 +7,7 @@ mod common;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redlock::testing::RedisServer;
 use redlock::{distributed_lock, LockError, LockManager};
@@ -172,4 +172,63 @@ fn a_connection_attempt_stalled_on_an_idle_runtime_does_not_hold_up_another_runt
         .expect("acquired from the second runtime");
     application.block_on(guard.release()).unwrap();
     drop(start_up);
+}
+
+/// Waiters of one manager on two runtimes listen each on a connection of its own runtime (so a
+/// notice is read where its waiter runs) and each hears the hand-off meant for it: both get
+/// the lock in turn, long before their own next attempt, which is 20 s away.
+#[test]
+fn waiters_on_two_runtimes_each_hear_their_hand_off_on_their_own_runtime() {
+    let server = RedisServer::spawn().unwrap();
+    let locks = LockManager::builder(server.url())
+        .backoff(Duration::from_millis(10), Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let holder = current_thread();
+    let guard = holder
+        .block_on(locks.acquire_with("shared", &common::options(60_000, 0)))
+        .unwrap();
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let locks = locks.clone();
+            std::thread::spawn(move || {
+                current_thread().block_on(async move {
+                    let options = common::options(10_000, 60_000);
+                    let guard = locks.acquire_with("shared", &options).await?;
+                    let acquired = Instant::now();
+                    guard.release().await?;
+                    Ok::<_, LockError>(acquired)
+                })
+            })
+        })
+        .collect();
+    holder.block_on(common::until(
+        common::PATIENCE,
+        "both waiters in line, each naming its runtime's channel",
+        || {
+            let subscribed = server
+                .command(&["PUBSUB", "NUMSUB", "lock:shared"])
+                .unwrap();
+            let places = server
+                .command(&["HVALS", "redlock:fence:waiters:lock:shared"])
+                .unwrap();
+            let mut channels: Vec<&str> = places
+                .lines()
+                .filter_map(|place| place.split(' ').nth(2))
+                .filter(|channel| !channel.is_empty())
+                .collect();
+            channels.dedup();
+            subscribed.ends_with("\n2") && channels.len() == 2
+        },
+    ));
+    let released = Instant::now();
+    holder.block_on(guard.release()).unwrap();
+    for waiter in waiters {
+        let acquired = waiter.join().unwrap().expect("the waiter gets the lock");
+        let after = acquired.duration_since(released);
+        assert!(
+            after < Duration::from_secs(10),
+            "told {after:?} after the release"
+        );
+    }
 }

@@ -1,12 +1,13 @@
 //! A runtime of the library's own, on one thread, for the connections that live longer than any
-//! call and serve every runtime of the process: the pub/sub connection of release notices, and
-//! a Redis Cluster's connections.
+//! call and serve every runtime of the process: a Redis Cluster's connections (its pub/sub
+//! connection of release notices among them), and the tasks that retire a key's subscription.
 //!
 //! A connection's task runs on the runtime that spawned it: had the first caller's runtime
 //! spawned it, a second runtime's callers would wait on a connection that nobody drives once the
 //! first runtime goes idle (a current-thread runtime used at start-up, a runtime kept for
-//! blocking work). Command connections to one server are instead kept one per runtime (see
-//! `link`), where the caller's own runtime drives them at no extra cost.
+//! blocking work). Connections to one server, command and pub/sub alike, are instead kept one
+//! per runtime (see `link` and `notify`), where the caller's own runtime drives them at no
+//! extra cost.
 
 use std::future::Future;
 use std::sync::OnceLock;

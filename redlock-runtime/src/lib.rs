@@ -43,10 +43,10 @@
 //!
 //! A busy lock is waited for up to `wait`, in line: the attempt that finds the lock busy puts
 //! the waiter in the key's line of waiters on the server, in order of arrival, whichever
-//! process it is in. The waiter subscribes to the key's notices (one shared pub/sub connection
-//! per manager). A release hands the lock to the longest waiter in the same script that
+//! process it is in. The waiter subscribes to the key's notices (a pub/sub connection per
+//! manager and runtime). A release hands the lock to the longest waiter in the same script that
 //! deletes the holder's key, with the next fencing token, and tells the new holder's process
-//! alone, on that process's own channel of the key's hand-offs (`<key>:granted:<id>`, named in
+//! alone, on that process's own channel of the key's hand-offs (`<key>:granted:<id>.<runtime>`, named in
 //! its place in line): the lock changes hands in one round trip, first come first served across
 //! processes, and no other process wakes. A waiter attempts again only to keep its place, when the holder's lease
 //! runs out, or at its deadline; without notices (or when one is missed) that attempt finds

@@ -20,9 +20,9 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// Hands out distributed locks kept in Redis.
 ///
 /// A manager holds a few multiplexed command connections per server (reconnecting by itself
-/// after a restart), one set per tokio runtime that uses it, and, once a lock is contended, one
-/// pub/sub connection on which waiters hear release notices, driven by a thread of the
-/// library's own. Every call ends within its wait plus the operation timeout, whatever happens
+/// after a restart), one set per tokio runtime that uses it, and, once a lock is contended, a
+/// pub/sub connection on which waiters hear release notices: one per runtime whose tasks wait
+/// (on a cluster, one for the process, driven by a thread of the library's own). Every call ends within its wait plus the operation timeout, whatever happens
 /// to connections, and outside a tokio runtime it fails with [`LockError::Config`]. It is cheap
 /// to clone (an `Arc`) and meant to be shared by the whole service.
 ///

@@ -18,7 +18,7 @@
 //! - **Release notices** use sharded pub/sub: the release script `SPUBLISH`es on the key's shard
 //!   channel, and waiters `SSUBSCRIBE` through one RESP3 cluster connection, which sends each
 //!   subscription to the master of the channel's slot. A hand-off is told on the manager's own
-//!   shard channel of the key, `<key>:granted:<id>` (with `:{<tag>}` after it when the key has
+//!   shard channel of the key, `<key>:granted:<id>.<runtime>` (with `:{<tag>}` after it when the key has
 //!   no hash tag of its own); a key whose braces keep both names out of its slot has its
 //!   hand-offs told on its own channel. When a slot moves, Redis ends its
 //!   subscriptions: the current waiters look again and poll, the next waiter subscribes on the

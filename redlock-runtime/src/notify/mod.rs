@@ -1,6 +1,8 @@
 //! Waiting for a busy lock: release notices over pub/sub, and jittered backoff as the fallback.
 //!
-//! A manager opens one pub/sub connection, on first contention. Each waited-on key has an entry
+//! A manager opens a pub/sub connection on first contention: on one server, one per tokio
+//! runtime whose tasks wait, driven by that runtime, so that a notice is read on a thread of
+//! the runtime it wakes a waiter of (see `listener`). Each waited-on key has an entry
 //! with a reference count and a [`Notify`]; the first waiter subscribes to the key's channel, the
 //! last one to leave unsubscribes. A release notice (published by the release script) wakes the
 //! longest-waiting local waiter, not all of them, so a hand-off costs one round trip and no
@@ -9,9 +11,10 @@
 //! sleeping past the holder's remaining lease. A dropped pub/sub connection wakes every waiter.
 //!
 //! A hand-off to a waiter in a key's line is told on a second channel, the manager's own for
-//! that key (`<key>:granted:<id>`, subscribed with the key's in one command), which the waiter
-//! names in its place: of all the processes waiting for a key, only the new holder's reads it.
-//! Told on the key's channel, every waiting process would wake for every hand-off.
+//! that key and the waiter's runtime (`<key>:granted:<id>.<runtime>`, subscribed with the key's
+//! in one command), which the waiter names in its place: of all the processes waiting for a
+//! key, only the new holder's reads it, on the new holder's runtime. Told on the key's channel,
+//! every waiting process would wake for every hand-off.
 //!
 //! Per deployment: one server (or the master named by Sentinel) uses `SUBSCRIBE`; a Redis
 //! Cluster uses sharded pub/sub (`SSUBSCRIBE` through one RESP3 cluster connection, which sends
@@ -21,19 +24,21 @@
 //!
 //! One concern in one file, a little over 400 lines: the table of waited-on keys, subscribing
 //! and the dispatch of notices (hand-offs among them) share their private state; a waiter's own
-//! side is `subscription`, polling's backoff is `backoff`.
+//! side is `subscription`, the connections are `listener`, polling's backoff is `backoff`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::Notify;
 
 mod backoff;
+mod listener;
 mod subscription;
+
+use listener::{Listener, Listeners, Source};
 
 pub(crate) use backoff::Backoff;
 pub(crate) use subscription::Subscription;
@@ -109,11 +114,19 @@ struct Entry {
     /// Whether a task watches the entry to remove it once it lingered unused (one at a time).
     watched: bool,
     bell: Arc<Notify>,
-    subscribed: Arc<Subscribed>,
     /// Releases this process handed to its own waiters whose published notice has not come
     /// back yet: those notices are echoes and wake nobody.
     echoes: usize,
-    /// This process's channel of hand-offs of the key, if any (see [`Notices::subscribe`]).
+    /// The key's subscriptions, one per connection its waiters listen on.
+    on: Vec<Listening>,
+}
+
+/// A key's subscription on one connection.
+struct Listening {
+    listener: Arc<Listener>,
+    subscribed: Arc<Subscribed>,
+    /// The channel of the key's hand-offs to waiters listening here, if any (see
+    /// [`Notices::subscribe`]).
     grants: Option<String>,
 }
 
@@ -125,10 +138,11 @@ struct Grant {
     bell: Notify,
 }
 
-/// Whether a key's channel is subscribed, and the one attempt under way.
+/// Whether a key's channel is subscribed on one connection, and the one attempt under way.
 ///
-/// The attempt runs on the library's runtime and reports its outcome from there, so a waiter
-/// whose runtime goes idle mid-attempt holds no later waiter up.
+/// The attempt runs where the connection is driven and reports its outcome from there: on one
+/// server, the runtime of the waiters it serves; on a cluster, the library's runtime, so that a
+/// waiter whose runtime goes idle mid-attempt holds no waiter of another runtime up.
 struct Subscribed(tokio::sync::watch::Sender<Subscribing>);
 
 #[derive(Clone)]
@@ -149,51 +163,11 @@ impl Default for Subscribed {
 pub(crate) struct Notices {
     /// Names this process's channels of hand-offs: random, one per manager.
     id: String,
-    source: Source,
+    listeners: Listeners,
     op_timeout: Duration,
     table: Table,
-    conn: OnceCell<PubSub>,
     /// Orders SUBSCRIBE and UNSUBSCRIBE, so a late unsubscribe never cancels a new subscription.
     order: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// Where release notices come from.
-// One per manager: the variants' sizes do not matter.
-#[allow(clippy::large_enum_variant)]
-enum Source {
-    /// One server: `SUBSCRIBE` / `PUBLISH`.
-    Single(redis::Client),
-    /// A Redis Cluster: sharded pub/sub (`SSUBSCRIBE` / `SPUBLISH`), each key's channel on the
-    /// master of its slot.
-    #[cfg(feature = "cluster")]
-    Cluster(Arc<crate::cluster_settings::ClusterSettings>),
-}
-
-/// The pub/sub connection: RESP3, pushes delivered to [`dispatch`].
-#[derive(Clone)]
-enum PubSub {
-    Single(ConnectionManager),
-    #[cfg(feature = "cluster")]
-    Cluster(redis::cluster_async::ClusterConnection),
-}
-
-impl PubSub {
-    /// Subscribes to `channels` (of one key: one slot on a cluster) in one command.
-    async fn subscribe(&mut self, channels: &[&str]) -> redis::RedisResult<()> {
-        match self {
-            Self::Single(conn) => conn.subscribe(channels).await,
-            #[cfg(feature = "cluster")]
-            Self::Cluster(conn) => conn.ssubscribe(channels).await,
-        }
-    }
-
-    async fn unsubscribe(&mut self, channels: &[&str]) -> redis::RedisResult<()> {
-        match self {
-            Self::Single(conn) => conn.unsubscribe(channels).await,
-            #[cfg(feature = "cluster")]
-            Self::Cluster(conn) => conn.sunsubscribe(channels).await,
-        }
-    }
 }
 
 impl Notices {
@@ -216,54 +190,14 @@ impl Notices {
     }
 
     fn with_source(source: Source, op_timeout: Duration) -> Self {
+        let table = Table::default();
         Self {
             id: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
-            source,
+            listeners: Listeners::new(source, op_timeout, table.clone()),
             op_timeout,
-            table: Arc::default(),
-            conn: OnceCell::new(),
+            table,
             order: Arc::default(),
         }
-    }
-
-    async fn connection(&self) -> redis::RedisResult<PubSub> {
-        self.conn
-            .get_or_try_init(|| async {
-                let table = self.table.clone();
-                let on_push = move |info: PushInfo| -> Result<(), ()> {
-                    dispatch(&table, info);
-                    Ok(())
-                };
-                match &self.source {
-                    Source::Single(client) => {
-                        let config = ConnectionManagerConfig::new()
-                            .set_connection_timeout(Some(self.op_timeout))
-                            .set_response_timeout(Some(self.op_timeout))
-                            .set_number_of_retries(1)
-                            .set_min_delay(Duration::from_millis(20))
-                            .set_max_delay(Duration::from_millis(500))
-                            .set_push_sender(on_push)
-                            .set_automatic_resubscription();
-                        ConnectionManager::new_lazy_with_config(client.clone(), config)
-                            .map(PubSub::Single)
-                    }
-                    #[cfg(feature = "cluster")]
-                    Source::Cluster(settings) => {
-                        let client = settings.client(Some(on_push))?;
-                        // On the library's runtime, which drives the connection's task.
-                        let connect =
-                            crate::background::run(
-                                async move { client.get_async_connection().await },
-                            );
-                        match tokio::time::timeout(self.op_timeout, connect).await {
-                            Ok(conn) => conn?.map(PubSub::Cluster),
-                            Err(_) => Err(crate::error::timed_out("connecting to the cluster")),
-                        }
-                    }
-                }
-            })
-            .await
-            .cloned()
     }
 
     /// Registers interest in `channel` (a lock's key) and returns once Redis confirmed the
@@ -279,34 +213,46 @@ impl Notices {
         channel: &str,
         grants: Option<String>,
     ) -> redis::RedisResult<Subscription> {
+        let listener = self.listeners.get().await?;
         let (bell, subscribed, grants) = {
             let mut table = self.table.lock();
             let entry = table.entry(channel.to_owned()).or_insert_with(|| Entry {
                 refs: 0,
                 bell: Arc::default(),
-                subscribed: Arc::default(),
                 echoes: 0,
-                grants,
+                on: Vec::new(),
                 left: 0,
                 watched: false,
             });
             entry.refs += 1;
-            (
-                entry.bell.clone(),
-                entry.subscribed.clone(),
-                entry.grants.clone(),
-            )
+            let at = match entry
+                .on
+                .iter()
+                .position(|on| Arc::ptr_eq(&on.listener, &listener))
+            {
+                Some(at) => at,
+                None => {
+                    entry.on.retain(|on| on.listener.alive());
+                    entry.on.push(Listening {
+                        listener: listener.clone(),
+                        subscribed: Arc::default(),
+                        grants,
+                    });
+                    entry.on.len() - 1
+                }
+            };
+            let on = &entry.on[at];
+            (entry.bell.clone(), on.subscribed.clone(), on.grants.clone())
         };
-        let mut subscription = Subscription {
+        let subscription = Subscription {
             table: self.table.clone(),
             channel: channel.to_owned(),
             grants,
             bell,
             armed: None,
             grant: None,
-            unsubscribe: None,
+            order: self.order.clone(),
         };
-        let conn = self.connection().await?;
         let limit = self.op_timeout;
         let mut outcome = subscribed.0.subscribe();
         let mut start = false;
@@ -318,14 +264,13 @@ impl Notices {
             start
         });
         if start {
-            let mut conn = conn.clone();
+            let mut conn = listener.conn.clone();
             let channel = channel.to_owned();
             let grants = subscription.grants.clone();
             let order = self.order.clone();
             let report = subscribed.clone();
-            // On the library's runtime, ordered and bounded there: a connection the client
-            // library (re)opens on its own gets its task there too.
-            crate::background::spawn(async move {
+            // Where the connection is driven, ordered and bounded there.
+            listener.spawn(async move {
                 let ordered = async {
                     let _order = order.lock().await;
                     match &grants {
@@ -350,17 +295,20 @@ impl Notices {
         if let Subscribing::Failed(e) = state {
             return Err(e);
         }
-        subscription.unsubscribe = Some((conn, self.order.clone()));
         Ok(subscription)
     }
 }
 
 impl Notices {
     /// The channel of hand-offs of `key` (a lock's key, which is also its channel) to waiters
-    /// of this manager: `<key>:granted:<id>`, named after the key so that whoever may listen on
-    /// the key's channel (an ACL's channel pattern) may listen on it too.
+    /// of this manager on the caller's runtime: `<key>:granted:<id>.<runtime>`, named after the
+    /// key so that whoever may listen on the key's channel (an ACL's channel pattern) may
+    /// listen on it too.
     pub(crate) fn grant_channel(&self, key: &str) -> String {
-        format!("{key}:granted:{}", self.id)
+        let runtime = tokio::runtime::Handle::try_current()
+            .map(|handle| handle.id().to_string())
+            .unwrap_or_default();
+        format!("{key}:granted:{}.{runtime}", self.id)
     }
 
     /// This process released `channel`: wake its longest-waiting local waiter now, without
@@ -430,7 +378,9 @@ fn dispatch(table: &Table, info: PushInfo) {
             };
             if let Some(entry) = channel.and_then(|c| {
                 table.lock().get_mut(c).map(|e| {
-                    e.subscribed = Arc::default();
+                    for on in &mut e.on {
+                        on.subscribed = Arc::default();
+                    }
                     e.bell.clone()
                 })
             }) {

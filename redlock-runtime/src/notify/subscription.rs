@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 
-use super::{Grant, PubSub, Table, LINGER};
+use super::{Grant, Table, LINGER};
 
 /// One waiter's interest in one key's release notices; dropping it gives the interest up.
 pub(crate) struct Subscription {
@@ -20,7 +20,8 @@ pub(crate) struct Subscription {
     pub(super) armed: Option<Pin<Box<OwnedNotified>>>,
     /// The hand-off this waiter listens for, with its token.
     pub(super) grant: Option<(String, Arc<Grant>)>,
-    pub(super) unsubscribe: Option<(PubSub, Arc<tokio::sync::Mutex<()>>)>,
+    /// Orders the key's unsubscription after any subscription under way.
+    pub(super) order: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Subscription {
@@ -110,18 +111,13 @@ impl Drop for Subscription {
         // use: a process taking its turn again and again spawns no task per acquisition.
         let table = self.table.clone();
         let channel = std::mem::take(&mut self.channel);
-        let grants = std::mem::take(&mut self.grants);
-        let unsubscribe = self.unsubscribe.take();
+        let order = self.order.clone();
         crate::background::spawn(async move {
             let mut seen = left;
             loop {
                 tokio::time::sleep(LINGER).await;
-                let order = unsubscribe.as_ref().map(|(_, order)| order.clone());
-                let _order = match &order {
-                    Some(order) => Some(order.lock().await),
-                    None => None,
-                };
-                {
+                let _order = order.lock().await;
+                let on = {
                     let mut table = table.lock();
                     let Some(entry) = table.get(&channel) else {
                         return;
@@ -131,10 +127,15 @@ impl Drop for Subscription {
                         seen = entry.left;
                         continue;
                     }
-                    table.remove(&channel);
-                }
-                if let Some((mut conn, _)) = unsubscribe {
-                    let unsubscribed = match &grants {
+                    table
+                        .remove(&channel)
+                        .map(|entry| entry.on)
+                        .unwrap_or_default()
+                };
+                // On each connection the key was subscribed on whose runtime still runs.
+                for on in on.into_iter().filter(|on| on.listener.alive()) {
+                    let mut conn = on.listener.conn.clone();
+                    let unsubscribed = match &on.grants {
                         Some(grants) => conn.unsubscribe(&[&channel, grants]).await,
                         None => conn.unsubscribe(&[&channel]).await,
                     };
