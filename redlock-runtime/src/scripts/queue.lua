@@ -26,6 +26,14 @@ local function is_token(value)
     return string.len(value) == 48 and not string.find(value, '[^0-9a-f]')
 end
 
+-- The lock's value for `token`: marked when anyone waits in line.
+local function value_for(token)
+    if redis.call('ZCARD', LINE) > 0 then
+        return token .. '+'
+    end
+    return token
+end
+
 -- Marks the lock's value when anyone waits in line (keeping its expiry).
 local function mark(token)
     if redis.call('ZCARD', LINE) > 0 then
@@ -44,7 +52,8 @@ local function leave(token)
     end
 end
 
--- Hands the free lock to the longest waiter whose place has not expired, with the next fencing
+-- Hands the lock (free, or the releaser's: it is overwritten) to the longest waiter whose place
+-- has not expired, with the next fencing
 -- token, and tells it with `granted <token> <fence>` (published with `publish`) on the channel
 -- its place names, its own process's, else on the lock's. Expired waiters met on the way leave
 -- the line. The lease is the waiter's own: the hand-off costs no further round trip.
@@ -57,13 +66,13 @@ local function hand_off(publish)
             return false
         end
         local entry = redis.call('HGET', PLACES, first)
-        leave(first)
+        redis.call('ZREM', LINE, first)
         if entry then
+            redis.call('HDEL', PLACES, first)
             now = now or now_ms()
             local expiry, lease, channel = string.match(entry, '^(%d+) (%d+) ?(.*)$')
             if expiry and tonumber(expiry) >= now then
-                redis.call('SET', KEYS[1], first, 'PX', lease)
-                mark(first)
+                redis.call('SET', KEYS[1], value_for(first), 'PX', lease)
                 local fence = redis.call('INCR', KEYS[2])
                 if channel == '' then
                     channel = KEYS[1]

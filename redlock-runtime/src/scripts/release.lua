@@ -26,10 +26,10 @@ if value ~= ARGV[1] .. '+' then
     end
     return 0
 end
-redis.call('DEL', KEYS[1])
 local to = hand_off(publish)
 if to then
     return {2, to[1], to[2]}
 end
+redis.call('DEL', KEYS[1])
 redis.call(publish, KEYS[1], 'released')
 return 1
