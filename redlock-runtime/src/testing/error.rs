@@ -64,7 +64,7 @@ pub enum ServerError {
     /// The server sent something the `redis` client could not parse.
     #[error("invalid reply from redis-server: {0}")]
     Protocol(String),
-    /// The server is stopped (see [`RedisServer::stop`]).
+    /// The server is stopped (see [`RedisServer::stop`](super::RedisServer::stop)).
     #[error("redis-server is stopped")]
     Stopped,
 }

@@ -1,6 +1,6 @@
 //! How to start a server: [`ServerOptions`].
 
-/// How to start a [`RedisServer`]: TCP without password by default.
+/// How to start a [`RedisServer`](super::RedisServer): TCP without password by default.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
     pub(super) unix_socket: bool,
@@ -21,8 +21,8 @@ impl ServerOptions {
         self
     }
 
-    /// Require this password (`--requirepass`); [`RedisServer::url`] and
-    /// [`RedisServer::command`] use it.
+    /// Require this password (`--requirepass`); [`RedisServer::url`](super::RedisServer::url) and
+    /// [`RedisServer::command`](super::RedisServer::command) use it.
     pub fn password(mut self, pw: &str) -> Self {
         self.password = Some(pw.to_owned());
         self
