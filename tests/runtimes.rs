@@ -232,3 +232,50 @@ fn waiters_on_two_runtimes_each_hear_their_hand_off_on_their_own_runtime() {
         );
     }
 }
+
+/// Clients of `server` subscribed to a channel (`CLIENT LIST`'s `sub=`).
+fn subscribed_clients(server: &RedisServer) -> usize {
+    server
+        .command(&["CLIENT", "LIST"])
+        .unwrap()
+        .lines()
+        .filter(|client| {
+            client
+                .split(' ')
+                .any(|field| field.strip_prefix("sub=").is_some_and(|n| n != "0"))
+        })
+        .count()
+}
+
+/// Each runtime whose tasks wait has a pub/sub connection of its own; a runtime that is dropped
+/// takes its connection along, so runtimes made and dropped one after another (as
+/// `#[tokio::test]`s do) never pile connections up on the server.
+#[test]
+fn the_pub_sub_connection_of_a_dropped_runtime_goes_with_it() {
+    let server = RedisServer::spawn().unwrap();
+    let locks = LockManager::builder(server.url())
+        .operation_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    for round in 0..4 {
+        let runtime = if round % 2 == 0 {
+            current_thread()
+        } else {
+            multi_thread()
+        };
+        runtime.block_on(common::within(exercise(
+            &locks,
+            &server,
+            &format!("round:{round}"),
+        )));
+        // This round's runtime listens, on one connection.
+        assert_eq!(subscribed_clients(&server), 1, "round {round}");
+        drop(runtime);
+        let checker = current_thread();
+        checker.block_on(common::until(
+            common::PATIENCE,
+            "the dropped runtime's pub/sub connection to close",
+            || subscribed_clients(&server) == 0,
+        ));
+    }
+}
