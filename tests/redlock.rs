@@ -174,6 +174,58 @@ async fn mutual_exclusion_under_contention_with_increasing_fencing_tokens() {
     );
 }
 
+/// A Redlock waiter keeps no place in line: it listens on one master for the key's release
+/// notice alone (no channel of hand-offs), and the release, announced by every master, wakes it
+/// at once, long before its own next attempt (20 s away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redlock_waiter_hears_the_release_on_the_keys_channel_alone() {
+    let servers = masters(3);
+    let holder_side = redlock(&servers);
+    let waiter_side = LockManager::builder_redlock(servers.urls())
+        .backoff(Duration::from_millis(10), Duration::from_secs(20))
+        .build()
+        .expect("redlock manager");
+    let guard = common::within(holder_side.acquire_with("invoice", &common::options(60_000, 0)))
+        .await
+        .expect("acquire");
+    let waiter = tokio::spawn(async move {
+        waiter_side
+            .acquire_with("invoice", &common::options(10_000, 60_000))
+            .await
+    });
+    common::until(common::PATIENCE, "the waiter to listen on a master", || {
+        servers.iter().any(|master| {
+            master
+                .command(&["PUBSUB", "NUMSUB", "lock:invoice"])
+                .unwrap()
+                .ends_with("\n1")
+        })
+    })
+    .await;
+    for master in &servers {
+        let channels = master
+            .command(&["PUBSUB", "CHANNELS", "*granted*"])
+            .unwrap();
+        assert!(
+            channels.is_empty(),
+            "a hand-off channel on Redlock: {channels:?}"
+        );
+        let line = master
+            .command(&["EXISTS", "redlock:fence:queue:lock:invoice"])
+            .unwrap();
+        assert_eq!(line, "0", "a line of waiters on a Redlock master");
+    }
+    let released = Instant::now();
+    guard.release().await.expect("release");
+    let next = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the release notice woke the waiter")
+        .unwrap()
+        .expect("the waiter gets the lock");
+    eprintln!("woken {:?} after the release", released.elapsed());
+    next.release().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fencing_tokens_increase_across_different_quorums() {
     let servers = masters(3);

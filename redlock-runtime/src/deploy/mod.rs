@@ -252,7 +252,7 @@ impl Deployment {
         channel: &str,
     ) -> Option<redis::RedisResult<Subscription>> {
         match self {
-            Self::Single(server) => server.subscribe(channel).await,
+            Self::Single(server) => server.subscribe(channel, true).await,
             Self::Redlock(masters) => Box::pin(masters.subscribe(channel)).await,
             #[cfg(feature = "cluster")]
             Self::Cluster(cluster) => cluster.subscribe(channel).await,

@@ -145,7 +145,8 @@ impl Masters {
         let mut last = None;
         for i in 0..self.servers.len() {
             let index = (first + i) % self.servers.len();
-            let outcome = tokio::time::timeout(limit, self.servers[index].subscribe(channel)).await;
+            let outcome =
+                tokio::time::timeout(limit, self.servers[index].subscribe(channel, false)).await;
             match outcome {
                 Ok(None) => return None,
                 Ok(Some(Ok(subscription))) => {

@@ -175,7 +175,7 @@ impl Sentinel {
             return None;
         }
         match self.master(channel).await {
-            Ok(node) => node.subscribe(channel).await,
+            Ok(node) => node.subscribe(channel, true).await,
             Err(LockError::Redis { source, .. }) => Some(Err(source)),
             Err(other) => Some(Err(redis::RedisError::from(std::io::Error::other(
                 other.to_string(),

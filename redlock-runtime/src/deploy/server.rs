@@ -62,17 +62,17 @@ impl Server {
         self.notices.as_ref()
     }
 
-    /// Subscribes to the release notices of `channel`; `None` when notices are disabled.
+    /// Subscribes to the release notices of `channel`, and to this manager's channel of its
+    /// hand-offs where the key has a line of waiters (`line`: not on a Redlock master); `None`
+    /// when notices are disabled.
     pub(crate) async fn subscribe(
         &self,
         channel: &str,
+        line: bool,
     ) -> Option<redis::RedisResult<Subscription>> {
         let notices = self.notices.as_ref()?;
-        Some(
-            notices
-                .subscribe(channel, Some(notices.grant_channel(channel)))
-                .await,
-        )
+        let grants = line.then(|| notices.grant_channel(channel));
+        Some(notices.subscribe(channel, grants).await)
     }
 
     /// Runs `call` on the connection of `key` (acknowledged calls on the acknowledging links); a
