@@ -218,6 +218,12 @@ impl Deployment {
         }
     }
 
+    /// Whether keys have lines of waiters here: not on Redlock, whose masters each keep their
+    /// own view (a quorum of lines is not one line).
+    pub(crate) fn keeps_lines(&self) -> bool {
+        !matches!(self, Self::Redlock(_))
+    }
+
     /// The notices of a single server, where this process can hand a released lock to its own
     /// waiters directly (the other kinds rely on the published notice).
     pub(crate) fn local_notices(&self) -> Option<&Notices> {

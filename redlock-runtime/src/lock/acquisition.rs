@@ -86,7 +86,9 @@ impl<'a> Acquisition<'a> {
                     .deployment
                     .local_notices()
                     .is_some_and(|notices| notices.contended(key.redis)),
-                grace_ms: match settings.wait.is_zero() {
+                // No place in line for a single attempt, nor on Redlock, which keeps no line: a
+                // Redlock waiter polls with backoff between notices, as no hand-off comes.
+                grace_ms: match settings.wait.is_zero() || !inner.deployment.keeps_lines() {
                     true => 0,
                     false => {
                         grace(inner.config.backoff_max, inner.config.op_timeout).as_millis() as u64
