@@ -92,18 +92,30 @@ fn holding_waiter(
     notices: bool,
     hold_ms: u64,
 ) -> ChildProcess {
-    ChildProcess::spawn(
-        "waiter",
-        &[
-            ("REDLOCK_BACKOFF_MAX_MS", "1000".to_owned()),
-            ("REDLOCK_HOLD_MS", hold_ms.to_string()),
-            ("REDLOCK_URL", server.url()),
-            ("REDLOCK_KEY", key.to_owned()),
-            ("REDLOCK_TTL_MS", "10000".to_owned()),
-            ("REDLOCK_WAIT_MS", wait_ms.to_string()),
-            ("REDLOCK_NOTICES", notices.to_string()),
-        ],
-    )
+    spawn_waiter(server, key, wait_ms, notices, hold_ms, None)
+}
+
+/// A waiter process; `backoff_max_ms` replaces the default longest pause between attempts.
+fn spawn_waiter(
+    server: &RedisServer,
+    key: &str,
+    wait_ms: u64,
+    notices: bool,
+    hold_ms: u64,
+    backoff_max_ms: Option<u64>,
+) -> ChildProcess {
+    let mut settings = vec![
+        ("REDLOCK_HOLD_MS", hold_ms.to_string()),
+        ("REDLOCK_URL", server.url()),
+        ("REDLOCK_KEY", key.to_owned()),
+        ("REDLOCK_TTL_MS", "10000".to_owned()),
+        ("REDLOCK_WAIT_MS", wait_ms.to_string()),
+        ("REDLOCK_NOTICES", notices.to_string()),
+    ];
+    if let Some(max) = backoff_max_ms {
+        settings.push(("REDLOCK_BACKOFF_MAX_MS", max.to_string()));
+    }
+    ChildProcess::spawn("waiter", &settings)
 }
 
 fn fence_of(words: &[String]) -> u64 {
@@ -302,18 +314,7 @@ async fn a_holder_renews_and_releases_while_others_wait_in_line() {
 /// A waiter that only ever hears of its turn from the release's notice: its own attempts come
 /// every 20 s (its backoff's longest pause is 20 s), far later than the hand-offs below.
 fn deaf_waiter(server: &RedisServer, key: &str) -> ChildProcess {
-    ChildProcess::spawn(
-        "waiter",
-        &[
-            ("REDLOCK_BACKOFF_MAX_MS", "20000".to_owned()),
-            ("REDLOCK_HOLD_MS", "0".to_owned()),
-            ("REDLOCK_URL", server.url()),
-            ("REDLOCK_KEY", key.to_owned()),
-            ("REDLOCK_TTL_MS", "10000".to_owned()),
-            ("REDLOCK_WAIT_MS", "60000".to_owned()),
-            ("REDLOCK_NOTICES", "true".to_owned()),
-        ],
-    )
+    spawn_waiter(server, key, 60_000, true, 0, Some(20_000))
 }
 
 /// Every message published on a channel matching `pattern`, as (channel, message).

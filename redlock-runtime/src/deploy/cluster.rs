@@ -166,7 +166,6 @@ impl Cluster {
         let at = Place {
             slot: Some(slot::key_slot(key.redis.as_bytes())),
             notice: Notice::SPublish,
-            queue: true,
         };
         call.run(&mut Wire::new(&mut conn, bound, key.name(), None), at)
             .await
@@ -178,10 +177,10 @@ impl Cluster {
 /// slot after it; `None` for the rare key whose braces keep both out of its slot (an unclosed
 /// `{`), whose hand-offs are then told on its own channel.
 fn grant_channel(notices: &Notices, key: &str) -> Option<String> {
-    use super::slot::{key_slot, slot_tag};
+    use super::slot::{companion, key_slot};
     let slot = key_slot(key.as_bytes());
     let plain = notices.grant_channel(key);
-    let tagged = format!("{plain}:{{{}}}", slot_tag(slot));
+    let tagged = companion(&plain, slot);
     [plain, tagged]
         .into_iter()
         .find(|name| key_slot(name.as_bytes()) == slot)

@@ -82,9 +82,6 @@ pub(crate) struct Place {
     slot: Option<u16>,
     /// How a release notice is published here.
     pub(crate) notice: Notice,
-    /// Whether waiters may wait in line on this server (not on a Redlock master: a line is
-    /// one server's, and a quorum of lines is not one line).
-    pub(crate) queue: bool,
 }
 
 /// How a release notice is published where a call runs.
@@ -114,7 +111,6 @@ impl Place {
     pub(crate) const SERVER: Place = Place {
         slot: None,
         notice: Notice::Publish,
-        queue: true,
     };
 
     /// A companion of the key, named from `base`, that lives where the key does: `base`
@@ -218,8 +214,8 @@ impl Deployment {
         }
     }
 
-    /// Whether keys have lines of waiters here: not on Redlock, whose masters each keep their
-    /// own view (a quorum of lines is not one line).
+    /// Whether keys have lines of waiters here: not on Redlock (a line is one server's, and a
+    /// quorum of lines is not one line), whose waiters therefore take no place.
     pub(crate) fn keeps_lines(&self) -> bool {
         !matches!(self, Self::Redlock(_))
     }

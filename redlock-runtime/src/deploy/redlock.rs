@@ -21,7 +21,6 @@ pub(crate) const MIN_NODE_TIMEOUT: Duration = Duration::from_millis(10);
 const MASTER: Place = Place {
     slot: None,
     notice: Notice::PublishAlways,
-    queue: false,
 };
 
 /// Independent masters, used together.

@@ -39,7 +39,7 @@ pub(crate) struct Claim<'a> {
     /// `SET NX PX` pipelined with the counter's `INCR`, and the script runs only if that fails.
     pub(crate) likely_free: bool,
     /// How long the caller keeps its place in the key's line of waiters without attempting
-    /// again, in milliseconds; 0: it does not wait in line (a single attempt).
+    /// again, in milliseconds; 0: it does not wait in line (a single attempt, or on Redlock).
     pub(crate) grace_ms: u64,
     /// The channel on which the caller's process hears of a hand-off of the key to it, named
     /// in its place in line (`None`: not subscribed; a hand-off is then found by an attempt).
@@ -139,7 +139,7 @@ impl Call for Claim<'_> {
             .arg(self.token)
             .arg(self.ttl_ms)
             .arg(self.caller.unwrap_or(""))
-            .arg(if at.queue { self.grace_ms } else { 0 })
+            .arg(self.grace_ms)
             .arg(at.notice.command())
             .arg(self.grants.unwrap_or(""));
         let written: Written<Attempt> = wire.write(script).await?;

@@ -37,8 +37,14 @@ pub(super) enum PubSub {
 }
 
 impl PubSub {
-    /// Subscribes to `channels` (of one key: one slot on a cluster) in one command.
-    pub(super) async fn subscribe(&mut self, channels: &[&str]) -> redis::RedisResult<()> {
+    /// Subscribes to a key's channel and its channel of hand-offs, if any (one slot on a
+    /// cluster), in one command.
+    pub(super) async fn subscribe(
+        &mut self,
+        key: &str,
+        grants: Option<&str>,
+    ) -> redis::RedisResult<()> {
+        let channels = channels(key, grants);
         match self {
             Self::Single(conn) => conn.subscribe(channels).await,
             #[cfg(feature = "cluster")]
@@ -46,13 +52,23 @@ impl PubSub {
         }
     }
 
-    pub(super) async fn unsubscribe(&mut self, channels: &[&str]) -> redis::RedisResult<()> {
+    /// Gives up what [`Self::subscribe`] subscribed to.
+    pub(super) async fn unsubscribe(
+        &mut self,
+        key: &str,
+        grants: Option<&str>,
+    ) -> redis::RedisResult<()> {
+        let channels = channels(key, grants);
         match self {
             Self::Single(conn) => conn.unsubscribe(channels).await,
             #[cfg(feature = "cluster")]
             Self::Cluster(conn) => conn.sunsubscribe(channels).await,
         }
     }
+}
+
+fn channels<'a>(key: &'a str, grants: Option<&'a str>) -> Vec<&'a str> {
+    std::iter::once(key).chain(grants).collect()
 }
 
 /// A pub/sub connection and the runtime that drives it.

@@ -273,10 +273,7 @@ impl Notices {
             listener.spawn(async move {
                 let ordered = async {
                     let _order = order.lock().await;
-                    match &grants {
-                        Some(grants) => conn.subscribe(&[&channel, grants]).await,
-                        None => conn.subscribe(&[&channel]).await,
-                    }
+                    conn.subscribe(&channel, grants.as_deref()).await
                 };
                 let state = match tokio::time::timeout(limit, ordered).await {
                     Ok(Ok(())) => Subscribing::Done,

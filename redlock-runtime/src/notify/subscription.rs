@@ -135,11 +135,7 @@ impl Drop for Subscription {
                 // On each connection the key was subscribed on whose runtime still runs.
                 for on in on.into_iter().filter(|on| on.listener.alive()) {
                     let mut conn = on.listener.conn.clone();
-                    let unsubscribed = match &on.grants {
-                        Some(grants) => conn.unsubscribe(&[&channel, grants]).await,
-                        None => conn.unsubscribe(&[&channel]).await,
-                    };
-                    if let Err(e) = unsubscribed {
+                    if let Err(e) = conn.unsubscribe(&channel, on.grants.as_deref()).await {
                         tracing::debug!(channel, error = %e, "unsubscribe failed");
                     }
                 }
