@@ -82,7 +82,7 @@
 
 pub use redlock_macros::distributed_lock;
 pub use redlock_runtime::{
-    fence, global, install, renew, LockError, LockGuard, LockManager, LockManagerBuilder,
+    fence, global, install, renew, LockError, LockGuard, LockKind, LockManager, LockManagerBuilder,
     LockOptions, LockSet, DEFAULT_PREFIX, DEFAULT_RENEW, DEFAULT_TTL, DEFAULT_URL, DEFAULT_WAIT,
     MAX_TTL,
 };

@@ -142,4 +142,4 @@ pub use error::LockError;
 pub use lock::guard::LockGuard;
 pub use lock::set::LockSet;
 pub use manager::{global, install, LockManager, DEFAULT_PREFIX, DEFAULT_URL};
-pub use options::{LockOptions, DEFAULT_RENEW, DEFAULT_TTL, DEFAULT_WAIT, MAX_TTL};
+pub use options::{LockKind, LockOptions, DEFAULT_RENEW, DEFAULT_TTL, DEFAULT_WAIT, MAX_TTL};

@@ -1,4 +1,5 @@
-//! Per-lock options (lease, wait, renewal) and where a setting left out comes from.
+//! Per-lock options (which kind of lock, lease, wait, renewal) and where a setting left out
+//! comes from.
 //!
 //! Every setting is resolved in one place, [`LockOptions::resolve`], in this order: the call's
 //! own options (the attribute's, or those passed to `acquire_with` / `with_lock`), then the
@@ -27,6 +28,46 @@ pub const DEFAULT_WAIT: Duration = Duration::ZERO;
 /// The library's renewal setting when neither the call nor the manager sets one: on.
 pub const DEFAULT_RENEW: bool = true;
 
+/// Which member of the lock family a key is taken as.
+///
+/// One key is always used as one kind: a key held as an exclusive lock cannot be taken as a
+/// read-write lock or a semaphore (nor a semaphore with another number of permits), and the
+/// attempt fails with [`LockError::WrongType`] naming what the key is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LockKind {
+    /// One holder at a time (the default).
+    #[default]
+    Exclusive,
+    /// A read share of a read-write lock: readers hold it together, never with a writer.
+    Read,
+    /// The write side of a read-write lock: one writer, and no reader, at a time. Writers come
+    /// first: once a writer waits, readers that arrive after it wait behind it.
+    Write,
+    /// A permit of a counting semaphore: at most this many holders at once, each with its own
+    /// lease (a holder that vanishes frees its permit when its lease runs out).
+    Permits(u32),
+}
+
+impl LockKind {
+    /// Whether holders of this kind may hold the key together (read shares, permits).
+    pub const fn is_shared(self) -> bool {
+        !matches!(self, Self::Exclusive)
+    }
+}
+
+impl std::fmt::Display for LockKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exclusive => f.write_str("exclusive lock"),
+            Self::Read => f.write_str("read lock"),
+            Self::Write => f.write_str("write lock"),
+            Self::Permits(1) => f.write_str("semaphore of 1 permit"),
+            Self::Permits(n) => write!(f, "semaphore of {n} permits"),
+        }
+    }
+}
+
 /// How one lock is taken and held; a setting left unset comes from the manager, then from the
 /// library's defaults (see [`LockOptions::resolve`]).
 ///
@@ -45,6 +86,7 @@ pub const DEFAULT_RENEW: bool = true;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use]
 pub struct LockOptions {
+    kind: LockKind,
     ttl: Option<Duration>,
     wait: Option<Duration>,
     renew: Option<bool>,
@@ -53,6 +95,7 @@ pub struct LockOptions {
 /// Options with every setting resolved: what an acquisition runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Settings {
+    pub(crate) kind: LockKind,
     pub(crate) ttl: Duration,
     pub(crate) wait: Duration,
     pub(crate) renew: bool,
@@ -68,10 +111,39 @@ impl LockOptions {
     /// Nothing set: every setting comes from the manager, then from the library's defaults.
     pub const fn inherit() -> Self {
         Self {
+            kind: LockKind::Exclusive,
             ttl: None,
             wait: None,
             renew: None,
         }
+    }
+
+    /// Take the key as `kind` of lock (an exclusive lock unless set; the manager has no say).
+    pub const fn kind(mut self, kind: LockKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// A read share of the key's read-write lock ([`LockKind::Read`]).
+    pub const fn read(self) -> Self {
+        self.kind(LockKind::Read)
+    }
+
+    /// The write side of the key's read-write lock ([`LockKind::Write`]).
+    pub const fn write(self) -> Self {
+        self.kind(LockKind::Write)
+    }
+
+    /// A permit of the key's counting semaphore of `permits` ([`LockKind::Permits`]); at least
+    /// 1, else [`validate`](Self::validate) and every acquisition fail with
+    /// [`LockError::Config`].
+    pub const fn permits(self, permits: u32) -> Self {
+        self.kind(LockKind::Permits(permits))
+    }
+
+    /// The kind of lock these options take.
+    pub const fn lock_kind(&self) -> LockKind {
+        self.kind
     }
 
     /// A lease of `ttl`; wait and renewal come from the manager (by default: one attempt,
@@ -129,6 +201,7 @@ impl LockOptions {
     pub fn resolve(&self, fallback: &LockOptions) -> LockOptions {
         let settings = self.settings(fallback);
         Self {
+            kind: settings.kind,
             ttl: Some(settings.ttl),
             wait: Some(settings.wait),
             renew: Some(settings.renew),
@@ -139,6 +212,7 @@ impl LockOptions {
     /// library's defaults.
     pub(crate) fn settings(&self, fallback: &LockOptions) -> Settings {
         Settings {
+            kind: self.kind,
             ttl: self.ttl.or(fallback.ttl).unwrap_or(DEFAULT_TTL),
             wait: self.wait.or(fallback.wait).unwrap_or(DEFAULT_WAIT),
             renew: self.renew.or(fallback.renew).unwrap_or(DEFAULT_RENEW),
@@ -148,15 +222,17 @@ impl LockOptions {
     /// [`Self::settings`], checked.
     pub(crate) fn checked(&self, fallback: &LockOptions) -> Result<Settings, LockError> {
         let settings = self.settings(fallback);
+        check_kind(settings.kind)?;
         check_ttl(settings.ttl)?;
         check_wait(settings.wait)?;
         Ok(settings)
     }
 
-    /// Rejects the settings made here that no lock could use: leases Redis cannot hold (under
+    /// Rejects the settings made here that no lock could use: a semaphore of no permits, leases Redis cannot hold (under
     /// 1 ms, not whole milliseconds, or above [`MAX_TTL`]) and waits too long to compute a
     /// deadline for (above a year, as `Duration::MAX`).
     pub fn validate(&self) -> Result<(), LockError> {
+        check_kind(self.kind)?;
         if let Some(ttl) = self.ttl {
             check_ttl(ttl)?;
         }
@@ -165,6 +241,15 @@ impl LockOptions {
         }
         Ok(())
     }
+}
+
+fn check_kind(kind: LockKind) -> Result<(), LockError> {
+    if kind == LockKind::Permits(0) {
+        return Err(LockError::Config(
+            "a semaphore needs at least 1 permit, got `permits(0)`".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_ttl(ttl: Duration) -> Result<(), LockError> {
@@ -236,6 +321,7 @@ mod tests {
         assert_eq!(
             call.settings(&manager),
             Settings {
+                kind: LockKind::Exclusive,
                 ttl: Duration::from_secs(5),
                 wait: Duration::from_millis(100),
                 renew: DEFAULT_RENEW,
@@ -244,6 +330,7 @@ mod tests {
         assert_eq!(
             LockOptions::inherit().settings(&LockOptions::inherit()),
             Settings {
+                kind: LockKind::Exclusive,
                 ttl: DEFAULT_TTL,
                 wait: DEFAULT_WAIT,
                 renew: DEFAULT_RENEW,
@@ -252,6 +339,17 @@ mod tests {
         let resolved = call.resolve(&manager);
         assert_eq!(resolved.ttl_duration(), Some(Duration::from_secs(5)));
         assert_eq!(resolved.renews(), Some(true));
+    }
+
+    #[test]
+    fn a_semaphore_of_no_permits_is_rejected() {
+        let err = LockOptions::inherit().permits(0).validate().unwrap_err();
+        assert!(err.to_string().contains("at least 1 permit"), "{err}");
+        assert!(LockOptions::inherit().permits(1).validate().is_ok());
+        let resolved = LockOptions::inherit()
+            .read()
+            .resolve(&LockOptions::inherit());
+        assert_eq!(resolved.lock_kind(), LockKind::Read);
     }
 
     #[test]
