@@ -76,15 +76,7 @@ async fn store(conn: &mut MultiplexedConnection) -> (u64, String) {
 /// The entry point of child processes; does nothing in a normal test run.
 #[test]
 fn child_process_entry() {
-    let Some(role) = fault_support::role() else {
-        return;
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("child runtime");
-    runtime.block_on(async {
+    fault_support::run_child(|role| async move {
         match role.as_str() {
             "renewing-holder" => renewing_holder().await,
             "fenced-holder" => fenced_holder().await,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::options::LockKind;
+
 /// Why a lock operation failed.
 ///
 /// Every variant names the lock key it concerns (without the manager's prefix), so a log line or an
@@ -54,6 +56,34 @@ pub enum LockError {
         /// The Redis type found at the key.
         found: String,
     },
+    /// The key is in use as another kind of lock than the one asked for: an exclusive lock, a
+    /// read-write lock, or a semaphore of another number of permits. One key is one kind of
+    /// lock; nothing was changed.
+    #[error(
+        "lock `{key}` is in use as {}, so it cannot be taken as {}: one key is one kind of lock; \
+         use another key for the {asked}",
+        a(*found),
+        a(*asked)
+    )]
+    OtherKind {
+        /// The lock key.
+        key: String,
+        /// What the key is in use as (a read-write lock shows as [`LockKind::Read`]).
+        found: LockKind,
+        /// What the caller asked for.
+        asked: LockKind,
+    },
+    /// A locked call asked for the write side of a read-write lock that an enclosing locked call
+    /// of the same task holds for reading: it would wait for its own read share, so it fails at
+    /// once. (A read inside a write, or inside a read, shares what the task holds.)
+    #[error(
+        "lock `{key}` is held for reading by this task: a write lock inside the read would wait \
+         for itself; take the key with `mode = \"write\"` (`LockOptions::write`) in the outer call"
+    )]
+    Upgrade {
+        /// The lock key.
+        key: String,
+    },
     /// A locked call (`with_lock`, `with_locks`, the attribute) asked for a key that a plain
     /// [`LockGuard`](crate::LockGuard) of the same task holds: it cannot share a guard it does
     /// not see, and waiting would wait for itself, so it fails at once.
@@ -97,6 +127,8 @@ impl LockError {
             | Self::Redis { key, .. }
             | Self::WrongType { key, .. }
             | Self::HeldByThisTask { key }
+            | Self::OtherKind { key, .. }
+            | Self::Upgrade { key }
             | Self::NotReplicated { key, .. } => Some(key),
             Self::Config(_) => None,
         }
@@ -125,6 +157,15 @@ impl LockError {
             key,
             timed_out(&format!("redis did not answer within {}", humanize(limit))),
         )
+    }
+}
+
+/// `kind` with its article, as a message names it; a read-write lock for either side.
+fn a(kind: LockKind) -> String {
+    match kind {
+        LockKind::Exclusive => "an exclusive lock".to_owned(),
+        LockKind::Read | LockKind::Write => "a read-write lock".to_owned(),
+        other => format!("a {other}"),
     }
 }
 

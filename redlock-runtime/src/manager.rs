@@ -8,7 +8,7 @@ use crate::error::LockError;
 use crate::lock::acquire::{acquire, acquire_sorted};
 use crate::lock::guard::LockGuard;
 use crate::lock::token::{task_tag, Tag};
-use crate::options::{LockOptions, Settings};
+use crate::options::{LockKind, LockOptions, Settings};
 use crate::shared::Inner;
 
 /// Default key prefix: lock `account:7` lives at Redis key `lock:account:7`.
@@ -100,8 +100,20 @@ impl LockManager {
     }
 
     /// `options` resolved against this manager's settings, checked.
+    ///
+    /// A Redlock manager refuses semaphores: see [`quorum`](crate::quorum#semaphores).
     pub(crate) fn settings(&self, options: &LockOptions) -> Result<Settings, LockError> {
-        options.checked(&self.inner.config.defaults)
+        let settings = options.checked(&self.inner.config.defaults)?;
+        if let (LockKind::Permits(_), false) = (settings.kind, self.inner.deployment.keeps_lines())
+        {
+            return Err(LockError::Config(
+                "a Redlock manager cannot hold semaphores (`permits`): each master counts its \
+                 own holders, so more holders than permits can each reach a quorum; use one \
+                 server, Sentinel or a cluster for semaphores"
+                    .to_owned(),
+            ));
+        }
+        Ok(settings)
     }
 
     /// Acquires `key` for a locked call (`with_lock`, the attribute): its buffer becomes the

@@ -10,6 +10,10 @@
 //!   manager: it shares those locks, takes only the others, and releases only what it took.
 //!   Concurrent branches of one task (`join!`) are not nested in each other: they wait for each
 //!   other like separate tasks.
+//! - Sharing needs the same kind of lock: a read inside a read or inside a write shares the
+//!   enclosing lock, as does a permit inside a permit of the same semaphore; a write inside a
+//!   read fails at once with [`LockError::Upgrade`] (it would wait for its own read share), and
+//!   another kind of lock on the same key with [`LockError::OtherKind`].
 //! - A locked call asking for a key that a plain [`LockGuard`] (from `acquire_with`) of the
 //!   same task holds fails at once with [`LockError::HeldByThisTask`]: it cannot share a guard
 //!   it does not see, and waiting would only wait for itself. (The guard's token in Redis names
@@ -23,7 +27,7 @@ use crate::error::LockError;
 use crate::lock::guard::{release_after, LockGuard};
 use crate::lock::set::LockSet;
 use crate::manager::LockManager;
-use crate::options::LockOptions;
+use crate::options::{LockKind, LockOptions};
 use crate::renew;
 
 impl LockManager {
@@ -173,6 +177,11 @@ async fn enter_nested(
     settings: crate::options::Settings,
     outer: Scope,
 ) -> Result<Entered, LockError> {
+    for key in keys.iter() {
+        if let Some(held) = outer.find(id, key) {
+            shares(held, settings.kind)?;
+        }
+    }
     let mut missing: Vec<String> = keys
         .iter()
         .filter(|key| outer.find(id, key).is_none())
@@ -195,6 +204,23 @@ async fn enter_nested(
         },
         renew: settings.renew,
     })
+}
+
+/// Whether a nested call asking for `asked` may share `held`, the enclosing call's lock of the
+/// key: the same kind, or a read inside a write.
+fn shares(held: &LockGuard, asked: LockKind) -> Result<(), LockError> {
+    match (held.kind(), asked) {
+        (found, wanted) if found == wanted => Ok(()),
+        (LockKind::Write, LockKind::Read) => Ok(()),
+        (LockKind::Read, LockKind::Write) => Err(LockError::Upgrade {
+            key: held.key().to_owned(),
+        }),
+        (found, asked) => Err(LockError::OtherKind {
+            key: held.key().to_owned(),
+            found,
+            asked,
+        }),
+    }
 }
 
 /// Runs `body` under the locks [`enter`] took; a failure to take them, or a lock lost while the

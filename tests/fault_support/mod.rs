@@ -34,6 +34,20 @@ pub fn setting<T: std::str::FromStr>(name: &str) -> T {
         .unwrap_or_else(|_| panic!("child setting {name}={raw:?} does not parse"))
 }
 
+/// Runs `child` with the role this process was started for, on a runtime of two worker
+/// threads; does nothing in a normal test run (no role).
+pub fn run_child<F: std::future::Future<Output = ()>>(child: impl FnOnce(String) -> F) {
+    let Some(role) = role() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("child runtime");
+    runtime.block_on(child(role));
+}
+
 /// Reports one event to the parent (child side).
 pub fn emit(line: impl std::fmt::Display) {
     let mut out = std::io::stdout().lock();

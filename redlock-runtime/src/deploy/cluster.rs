@@ -166,6 +166,7 @@ impl Cluster {
         let at = Place {
             slot: Some(slot::key_slot(key.redis.as_bytes())),
             notice: Notice::SPublish,
+            hand_offs: true,
         };
         call.run(&mut Wire::new(&mut conn, bound, key.name(), None), at)
             .await

@@ -82,6 +82,9 @@ pub(crate) struct Place {
     slot: Option<u16>,
     /// How a release notice is published here.
     pub(crate) notice: Notice,
+    /// Whether a key's line of waiters here is kept in order, with hand-offs (not on a Redlock
+    /// master: a line is one server's, and a quorum of lines is not one line).
+    pub(crate) hand_offs: bool,
 }
 
 /// How a release notice is published where a call runs.
@@ -111,6 +114,7 @@ impl Place {
     pub(crate) const SERVER: Place = Place {
         slot: None,
         notice: Notice::Publish,
+        hand_offs: true,
     };
 
     /// A companion of the key, named from `base`, that lives where the key does: `base`

@@ -21,6 +21,7 @@ pub(crate) const MIN_NODE_TIMEOUT: Duration = Duration::from_millis(10);
 const MASTER: Place = Place {
     slot: None,
     notice: Notice::PublishAlways,
+    hand_offs: false,
 };
 
 /// Independent masters, used together.

@@ -31,6 +31,7 @@ pub(crate) async fn acquire(
     let span = tracing::debug_span!(
         "redlock.acquire",
         key = key.name(),
+        kind = %settings.kind,
         ttl_ms = settings.ttl_ms()
     );
     let token = match caller {
@@ -50,6 +51,7 @@ pub(crate) async fn acquire(
                 inner.clone(),
                 redis_key,
                 key_len,
+                settings.kind,
                 token,
                 taken.fence,
                 settings.ttl,

@@ -10,7 +10,7 @@ use crate::lease::answered_in_time;
 use crate::lock::calls::{Attempt, Claim, Holding};
 use crate::lock::token::Token;
 use crate::notify::{Backoff, Subscription};
-use crate::options::Settings;
+use crate::options::{LockKind, Settings};
 use crate::shared::Inner;
 
 /// How long a waiter whose subscription failed polls before it tries to subscribe again.
@@ -77,6 +77,7 @@ impl<'a> Acquisition<'a> {
             inner,
             claim: Claim {
                 key,
+                kind: settings.kind,
                 fence_key: &inner.config.fence_key,
                 token: token.as_str(),
                 ttl_ms: settings.ttl_ms(),
@@ -86,9 +87,12 @@ impl<'a> Acquisition<'a> {
                     .deployment
                     .local_notices()
                     .is_some_and(|notices| notices.contended(key.redis)),
-                // No place in line for a single attempt, nor on Redlock, which keeps no line: a
-                // Redlock waiter polls with backoff between notices, as no hand-off comes.
-                grace_ms: match settings.wait.is_zero() || !inner.deployment.keeps_lines() {
+                // No place in line for a single attempt, nor on Redlock, which keeps no line (a
+                // Redlock waiter polls with backoff between notices, as no hand-off comes), but
+                // for a writer of a read-write lock: its place keeps new readers out.
+                grace_ms: match settings.wait.is_zero()
+                    || !(inner.deployment.keeps_lines() || settings.kind == LockKind::Write)
+                {
                     true => 0,
                     false => {
                         grace(inner.config.backoff_max, inner.config.op_timeout).as_millis() as u64
@@ -201,10 +205,19 @@ impl<'a> Acquisition<'a> {
                 );
                 Ok(Ok(Taken { fence, sent }))
             }
-            Ok(Attempt::WrongType(found)) => Ok(Err(LockError::WrongType {
-                key: key.to_owned(),
-                found,
-            })),
+            Ok(Attempt::WrongType(found)) => {
+                Ok(Err(match crate::lock::shared::kind_found(&found) {
+                    Some(found) => LockError::OtherKind {
+                        key: key.to_owned(),
+                        found,
+                        asked: self.claim.kind,
+                    },
+                    None => LockError::WrongType {
+                        key: key.to_owned(),
+                        found,
+                    },
+                }))
+            }
             Ok(Attempt::HeldByThisTask) => Ok(Err(LockError::HeldByThisTask {
                 key: key.to_owned(),
             })),
@@ -307,8 +320,9 @@ impl<'a> Acquisition<'a> {
     /// an attempt also finds a hand-off whose notice was missed.
     async fn pause(&mut self, holder_left: Option<Duration>) {
         let left = self.deadline.saturating_duration_since(Instant::now());
+        let handed_over = self.inner.deployment.keeps_lines();
         let step = match (&self.notices, self.in_line_since) {
-            (Some(_), Some(_)) => Duration::from_millis(self.claim.grace_ms / 3),
+            (Some(_), Some(_)) if handed_over => Duration::from_millis(self.claim.grace_ms / 3),
             _ => self.backoff.next_delay(),
         };
         let mut delay = step.min(left);
@@ -337,12 +351,14 @@ impl Drop for Acquisition<'_> {
         let redis_key = self.claim.key.redis.to_owned();
         let name_at = self.claim.key.name_at;
         let token = self.claim.token.to_owned();
+        let kind = self.claim.kind;
         runtime.spawn(async move {
             let lock = Holding {
                 key: Key {
                     redis: &redis_key,
                     name_at,
                 },
+                kind,
                 fence_key: &inner.config.fence_key,
                 token: &token,
             };

@@ -8,6 +8,8 @@ use redis::Cmd;
 
 use crate::deploy::{Call, Key, Notice, Place};
 use crate::error::LockError;
+use crate::lock::shared;
+use crate::options::LockKind;
 use crate::scripts;
 use crate::wire::{Request, Wire, Written};
 
@@ -15,6 +17,8 @@ use crate::wire::{Request, Wire, Written};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Holding<'a> {
     pub(crate) key: Key<'a>,
+    /// What the key is held as.
+    pub(crate) kind: LockKind,
     /// The fencing counter's Redis key, which also names the key's line of waiters.
     pub(crate) fence_key: &'a str,
     /// The holder's token.
@@ -25,6 +29,9 @@ pub(crate) struct Holding<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Claim<'a> {
     pub(crate) key: Key<'a>,
+    /// What the key is taken as (the exclusive lock's calls are below; the others' requests
+    /// are in `shared`).
+    pub(crate) kind: LockKind,
     /// The fencing counter's Redis key (on a cluster, the counter of the key's slot is named
     /// from it).
     pub(crate) fence_key: &'a str,
@@ -35,8 +42,9 @@ pub(crate) struct Claim<'a> {
     /// For a locked call: the tag that ends the tokens of this task's plain guards, so that a
     /// key held by one of them is reported ([`Attempt::HeldByThisTask`]) instead of waited for.
     pub(crate) caller: Option<&'a str>,
-    /// Whether the lock is expected to be free (no holder seen yet): then the attempt is a bare
-    /// `SET NX PX` pipelined with the counter's `INCR`, and the script runs only if that fails.
+    /// Whether the lock is expected to be free (no holder seen yet): then an exclusive lock's
+    /// attempt is a bare `SET NX PX` pipelined with the counter's `INCR`, and the script runs
+    /// only if that fails.
     pub(crate) likely_free: bool,
     /// How long the caller keeps its place in the key's line of waiters without attempting
     /// again, in milliseconds; 0: it does not wait in line (a single attempt, or on Redlock).
@@ -47,10 +55,30 @@ pub(crate) struct Claim<'a> {
 }
 
 impl<'a> Claim<'a> {
+    /// A call of an acquire `script` with the attempt's keys and its six arguments (token,
+    /// lease, caller, grace, publishing command, grant channel), sized for `more` after them.
+    pub(crate) fn script<'s>(
+        &self,
+        script: &'s redis::Script,
+        at: Place,
+        more: usize,
+    ) -> Request<'s> {
+        let mut request = with_line_keys(script, at, self.key.redis, self.fence_key, 6 + more);
+        request
+            .arg(self.token)
+            .arg(self.ttl_ms)
+            .arg(self.caller.unwrap_or(""))
+            .arg(self.grace_ms)
+            .arg(at.notice.command())
+            .arg(self.grants.unwrap_or(""));
+        request
+    }
+
     /// The lock this attempt would hold.
     pub(crate) fn holding(&self) -> Holding<'a> {
         Holding {
             key: self.key,
+            kind: self.kind,
             fence_key: self.fence_key,
             token: self.token,
         }
@@ -116,6 +144,10 @@ impl Call for Claim<'_> {
         wire: &mut Wire<'_, C>,
         at: Place,
     ) -> Result<Attempt, LockError> {
+        if self.kind.is_shared() {
+            let written: Written<Attempt> = wire.write(shared::attempt(self, at)).await?;
+            return Ok(replicated(written.answer, written.short));
+        }
         let fence_key = at.companion(self.fence_key);
         if self.likely_free {
             let mut set = Cmd::with_capacity(6, 64 + self.key.redis.len());
@@ -134,14 +166,7 @@ impl Call for Claim<'_> {
                 return Ok(replicated(Attempt::Acquired(fence), written.short));
             }
         }
-        let mut script = with_line_keys(&scripts::ACQUIRE, at, self.key.redis, self.fence_key, 6);
-        script
-            .arg(self.token)
-            .arg(self.ttl_ms)
-            .arg(self.caller.unwrap_or(""))
-            .arg(self.grace_ms)
-            .arg(at.notice.command())
-            .arg(self.grants.unwrap_or(""));
+        let script = self.script(&scripts::ACQUIRE, at, 0);
         let written: Written<Attempt> = wire.write(script).await?;
         Ok(replicated(written.answer, written.short))
     }
@@ -160,7 +185,7 @@ fn replicated(attempt: Attempt, short: Option<(usize, usize)>) -> Attempt {
 /// A call of `script` (the acquire or release script) with the keys it touches: the lock, its
 /// fencing counter, and on a cluster, which must be told every key, the key's line of waiters
 /// (one server's script names the line itself; see `scripts/queue.lua`); `args` arguments follow.
-fn with_line_keys<'s>(
+pub(crate) fn with_line_keys<'s>(
     script: &'s redis::Script,
     at: Place,
     key: &str,
@@ -188,13 +213,32 @@ pub(crate) enum Released {
     Freed,
     /// Handed to the longest waiter in line (its token, and its fencing token), who was told.
     HandedOff(String, u64),
+    /// A share or a permit given back: handed to the waiters in line it made room for (their
+    /// tokens and fencing tokens), who were told; `told_all` when `released` was published on
+    /// the key's channel as well (nobody left in line).
+    Shared {
+        told_all: bool,
+        granted: Vec<(String, u64)>,
+    },
 }
 
 impl redis::FromRedisValue for Released {
     fn from_redis_value(v: redis::Value) -> Result<Self, redis::ParsingError> {
-        if let redis::Value::Array(_) = v {
-            let (_, to, fence): (i64, String, u64) = redis::FromRedisValue::from_redis_value(v)?;
-            return Ok(Self::HandedOff(to, fence));
+        if let redis::Value::Array(items) = v {
+            let mut items = items.into_iter();
+            let tag: i64 = redis::from_redis_value(items.next().unwrap_or(redis::Value::Nil))?;
+            let rest: Vec<redis::Value> = items.collect();
+            if tag == 2 {
+                let (to, fence): (String, u64) =
+                    redis::FromRedisValue::from_redis_value(redis::Value::Array(rest))?;
+                return Ok(Self::HandedOff(to, fence));
+            }
+            let granted: Vec<(String, u64)> =
+                redis::FromRedisValue::from_redis_value(redis::Value::Array(rest))?;
+            return Ok(Self::Shared {
+                told_all: tag == 1,
+                granted,
+            });
         }
         match i64::from_redis_value(v)? {
             0 => Ok(Self::NotHeld),
@@ -222,6 +266,11 @@ impl Call for Release<'_> {
         wire: &mut Wire<'_, C>,
         at: Place,
     ) -> Result<Released, LockError> {
+        if self.lock.kind.is_shared() {
+            return wire
+                .send(&shared::release(&self.lock, self.notify, at))
+                .await;
+        }
         let (key, token) = (self.lock.key.redis, self.lock.token);
         if !self.notify {
             let mut rollback = Request::script(&scripts::ROLLBACK, 1, 2, key.len() + 40);
@@ -263,8 +312,13 @@ impl Call for Extend<'_> {
         _: Place,
     ) -> Result<bool, LockError> {
         let key = self.lock.key;
-        let mut request = Request::script(&scripts::EXTEND, 1, 3, key.redis.len() + 64);
-        request.arg(key.redis).arg(self.lock.token).arg(self.ttl_ms);
+        let request = if self.lock.kind.is_shared() {
+            shared::extend(&self.lock, self.ttl_ms)
+        } else {
+            let mut request = Request::script(&scripts::EXTEND, 1, 3, key.redis.len() + 64);
+            request.arg(key.redis).arg(self.lock.token).arg(self.ttl_ms);
+            request
+        };
         let written: Written<i64> = wire.write(request).await?;
         match written.short {
             Some((acknowledged, required)) if written.answer == 1 => {

@@ -11,6 +11,7 @@ use crate::error::LockError;
 use crate::lease::{drift, lease_end, nanos};
 use crate::lock::calls::{Holding, Released};
 use crate::lock::token::Token;
+use crate::options::LockKind;
 use crate::shared::Inner;
 
 /// The guard still holds its lock, as far as it knows.
@@ -29,6 +30,7 @@ pub struct LockGuard {
     /// The Redis key; the lock key is what follows the manager's prefix.
     redis_key: String,
     key_at: usize,
+    kind: LockKind,
     token: Token,
     fence: u64,
     /// When the acquire that took the lock was sent.
@@ -44,6 +46,7 @@ impl std::fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockGuard")
             .field("key", &self.key())
+            .field("kind", &self.kind)
             .field("fencing_token", &self.fence)
             .field("remaining", &self.remaining())
             .finish_non_exhaustive()
@@ -52,11 +55,13 @@ impl std::fmt::Debug for LockGuard {
 
 impl LockGuard {
     /// A guard for the lock at `redis_key`, whose last `key_len` bytes are the lock key, taken
-    /// with a lease of `ttl` counted from `sent`.
+    /// as `kind` with a lease of `ttl` counted from `sent`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         manager: Arc<Inner>,
         redis_key: String,
         key_len: usize,
+        kind: LockKind,
         token: Token,
         fence: u64,
         ttl: Duration,
@@ -66,6 +71,7 @@ impl LockGuard {
             manager,
             key_at: redis_key.len() - key_len,
             redis_key,
+            kind,
             token,
             fence,
             acquired_at: sent,
@@ -78,6 +84,12 @@ impl LockGuard {
     /// The lock key, without the manager's prefix.
     pub fn key(&self) -> &str {
         &self.redis_key[self.key_at..]
+    }
+
+    /// What the key is held as: an exclusive lock, a read share or the write side of a
+    /// read-write lock, or a semaphore's permit.
+    pub fn kind(&self) -> LockKind {
+        self.kind
     }
 
     /// The Redis key of the lock (prefix included).
@@ -181,6 +193,7 @@ impl LockGuard {
                 redis: &self.redis_key,
                 name_at: self.key_at,
             },
+            kind: self.kind,
             fence_key: &self.manager.config.fence_key,
             token: self.token.as_str(),
         }
@@ -272,12 +285,22 @@ async fn release_once(manager: &Inner, lock: Holding<'_>) -> Result<(), LockErro
             (Released::HandedOff(to, fence), Some(notices)) => {
                 notices.handed_locally(to, *fence);
             }
+            (Released::Shared { told_all, granted }, Some(notices)) => {
+                for (to, fence) in granted {
+                    notices.handed_locally(to, *fence);
+                }
+                if *told_all {
+                    notices.released_locally(lock.key.redis);
+                }
+            }
             _ => {}
         }
-        tracing::debug!(
-            handed_off = matches!(released, Released::HandedOff(..)),
-            "released"
-        );
+        let handed_off = match &released {
+            Released::HandedOff(..) => 1,
+            Released::Shared { granted, .. } => granted.len(),
+            _ => 0,
+        };
+        tracing::debug!(handed_off, "released");
         Ok(())
     } else {
         tracing::debug!("already expired or taken over at release");
@@ -314,6 +337,7 @@ impl Drop for LockGuard {
         };
         let manager = self.manager.clone();
         let key_at = self.key_at;
+        let kind = self.kind;
         let redis_key = std::mem::take(&mut self.redis_key);
         let token = self.token;
         let acquired_at = self.acquired_at;
@@ -329,6 +353,7 @@ impl Drop for LockGuard {
                         redis: &redis_key,
                         name_at: key_at,
                     },
+                    kind,
                     fence_key: &manager.config.fence_key,
                     token: token.as_str(),
                 };

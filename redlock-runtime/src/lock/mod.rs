@@ -1,7 +1,9 @@
-//! The exclusive lock: one holder at a time, on any deployment.
+//! The lock family on any deployment: the exclusive lock (one holder at a time), and the
+//! shared locks, read-write locks and semaphores, which differ from it only in their requests.
 //!
-//! - `calls`: the lock's calls on the server that owns a key (attempt, release, extend, fence
-//!   raise) and what their answers mean;
+//! - `calls`: the calls on the server that owns a key (attempt, release, extend, fence
+//!   raise) and what their answers mean, the exclusive lock's requests in place;
+//! - `shared`: the requests of read-write locks and semaphores;
 //! - [`quorum`](crate::quorum): what a Redlock quorum of those answers means;
 //! - `acquire` (entry points) and `acquisition` (one acquisition's state: attempt, a place in
 //!   line, wait for a hand-off, a notice or a pause, again);
@@ -21,6 +23,7 @@ pub(crate) mod calls;
 pub(crate) mod guard;
 pub mod quorum;
 pub(crate) mod set;
+pub(crate) mod shared;
 pub(crate) mod token;
 
 use calls::{Attempt, Claim, Extend, Holding, Release, Released};

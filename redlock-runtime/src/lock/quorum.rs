@@ -35,6 +35,25 @@
 //! increasing per key across holders. With all masters up the counters stay equal and no
 //! raise is sent.
 //!
+//! ## Read-write locks
+//!
+//! A read-write lock is held on a quorum like the exclusive lock: a reader when a quorum of
+//! masters admits it (no writer there), a writer when a quorum of masters has no holder at all.
+//! Any two quorums share a master, which never holds a writer with anyone else, so a writer
+//! never holds together with a reader or another writer. A writer that waits keeps a place on
+//! every master it reached, and a master admits no new reader while a writer waits there, so a
+//! stream of readers cannot starve writers; writers among themselves take turns as exclusive
+//! locks do on Redlock (no line is kept, no hand-off made).
+//!
+//! ## Semaphores
+//!
+//! A Redlock manager refuses semaphores (`permits`) with [`LockError::Config`]. Each master
+//! counts its own holders, and a quorum of masters admitting each holder does not bound the
+//! holders: with 3 masters and 2 permits, holders A on masters 1 and 2, B on 2 and 3 and C on 1
+//! and 3 each reach a quorum while no master counts more than 2, so 3 hold 2 permits. A sound
+//! quorum semaphore needs agreement between the masters, which Redlock's independent masters do
+//! not have.
+//!
 //! ## Caveats
 //!
 //! Redlock's safety rests on timing assumptions: bounded clock drift between masters (a master

@@ -1,6 +1,6 @@
 -- Take the lock if it is free and nobody waits for it; otherwise wait in line.
--- (With queue.lua in place of the line below: KEYS[1] the lock, KEYS[2] the fencing counter,
--- and on a cluster KEYS[3] and KEYS[4] its line.)
+-- (With line.lua and queue.lua in place of the line below: KEYS[1] the lock, KEYS[2] the
+-- fencing counter, and on a cluster KEYS[3] and KEYS[4] its line.)
 --[[queue]]
 -- ARGV[1]: the holder's token; ARGV[2]: the lease in milliseconds; ARGV[3]: the caller's task
 -- tag, which ends the tokens of plain guards taken by that task, or '' ; ARGV[4]: how long, in
@@ -9,7 +9,7 @@
 -- the channel on which the caller's process hears of a hand-off to it, or ''.
 -- Returns {1, fencing token} when taken, {0, remaining lease in ms} when busy (-1 when the key
 -- has no expiry), {3, remaining lease} when busy with a token that ends with ARGV[3], {2, type}
--- when the key is not a lock at all.
+-- when the key is not a lock at all (`#...` for a read-write lock or semaphore: see shared.lua).
 local function taken()
     leave(ARGV[1])
     mark(ARGV[1])
@@ -23,6 +23,12 @@ if kind == 'none' then
         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
         return taken()
     end
+elseif kind == 'zset' then
+    local meta = redis.call('ZRANGE', KEYS[1], -1, -1)[1]
+    if meta and string.sub(meta, 1, 1) == '#' then
+        return {2, meta}
+    end
+    return {2, kind}
 elseif kind ~= 'string' then
     return {2, kind}
 end
@@ -37,19 +43,9 @@ if ARGV[3] ~= '' and string.sub(holder, -string.len(ARGV[3])) == ARGV[3] then
 end
 local grace = tonumber(ARGV[4])
 if grace > 0 then
-    -- Arrival in microseconds, as a string: a Lua number would print with 14 digits only.
-    local t = redis.call('TIME')
-    redis.call('ZADD', LINE, 'NX', t[1] .. string.format('%06d', tonumber(t[2])), ARGV[1])
-    local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + grace
-    redis.call('HSET', PLACES, ARGV[1], string.format('%d %d %s', expiry, tonumber(ARGV[2]), ARGV[6]))
+    wait_in_line(grace, ARGV[2] .. ' ' .. ARGV[6])
     if not marked and is_token(holder) then
         redis.call('SET', KEYS[1], holder .. '+', 'KEEPTTL')
-    end
-    -- The line itself goes when every waiter stopped renewing its place.
-    for _, key in ipairs({LINE, PLACES}) do
-        if redis.call('PTTL', key) < grace then
-            redis.call('PEXPIRE', key, grace)
-        end
     end
 end
 return {0, redis.call('PTTL', KEYS[1])}

@@ -1,8 +1,8 @@
 -- Release the lock if the caller still holds it: hand it to the longest waiter still in line,
 -- or delete it and tell the waiters. A caller that does not hold it leaves the line (a waiter
 -- giving up).
--- (With queue.lua in place of the line that names it: KEYS[1] the lock, KEYS[2] the fencing
--- counter, and on a cluster KEYS[3] and KEYS[4] its line.)
+-- (With line.lua and queue.lua in place of the line that names them: KEYS[1] the lock, KEYS[2]
+-- the fencing counter, and on a cluster KEYS[3] and KEYS[4] its line.)
 -- ARGV[1]: the holder's token; ARGV[2] (optional): the command that publishes notices, PUBLISH
 -- by default, SPUBLISH on a cluster (the key's shard channel); ARGV[3] (optional, any value):
 -- publish `released` even when this server does not hold the token. A Redlock master is told
