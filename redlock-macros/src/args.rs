@@ -4,6 +4,7 @@
 //! Every problem is recorded and parsing goes on, so one pass reports them all.
 
 use proc_macro2::{Group, Span, TokenStream};
+use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
@@ -13,8 +14,11 @@ use crate::diag::{self, Errors};
 
 /// Every option, in the order the docs explain them.
 pub(crate) const OPTIONS: &[&str] = &[
-    "key", "keys", "ttl", "wait", "renew", "on_busy", "client", "guard", "crate",
+    "key", "keys", "mode", "ttl", "wait", "renew", "on_busy", "client", "guard", "crate",
 ];
+
+/// The values of `mode`; without `mode` a key is an exclusive lock.
+pub(crate) const MODES: &[&str] = &["read", "write"];
 
 /// One option as written: where its name is, and its value.
 pub(crate) struct Opt<T> {
@@ -27,6 +31,7 @@ pub(crate) struct Opt<T> {
 pub(crate) struct Args {
     pub(crate) key: Option<Opt<LitStr>>,
     pub(crate) keys: Option<Opt<Vec<LitStr>>>,
+    pub(crate) mode: Option<Opt<LitStr>>,
     pub(crate) ttl: Option<Opt<LitStr>>,
     pub(crate) wait: Option<Opt<LitStr>>,
     pub(crate) renew: Option<Opt<bool>>,
@@ -80,6 +85,10 @@ impl Args {
             "keys" => {
                 let value = list(meta, errors)?;
                 put(&mut self.keys, span, value);
+            }
+            "mode" => {
+                let value = mode(meta, errors)?;
+                put(&mut self.mode, span, value);
             }
             "ttl" => {
                 let value = string(meta, "ttl", errors)?;
@@ -137,6 +146,7 @@ fn example(name: &str) -> &'static str {
     match name {
         "key" => "key = \"account:<user_id>\"",
         "keys" => "keys = [\"account:<from>\", \"account:<to>\"]",
+        "mode" => "mode = \"read\"",
         "ttl" => "ttl = \"30s\"",
         "wait" => "wait = \"4s\"",
         "renew" => "renew = false",
@@ -230,6 +240,34 @@ fn list(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Option<V
         }
     }
     Ok(Some(keys))
+}
+
+/// `mode = "read"`; `mode = read` gets a fix with quotes. The value is checked later.
+fn mode(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Option<LitStr>> {
+    let expr = value(meta, "mode")?;
+    let written = match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => return Ok(Some(lit.clone())),
+        Expr::Path(path) => path
+            .path
+            .get_ident()
+            .map(|ident| ident.unraw().to_string())
+            .and_then(|name| {
+                MODES
+                    .iter()
+                    .copied()
+                    .find(|&mode| mode == name)
+                    .or_else(|| diag::did_you_mean(&name, MODES.iter().copied()))
+            }),
+        _ => None,
+    };
+    let message = match written {
+        Some(mode) => format!("`mode` takes a string: write `mode = \"{mode}\"`"),
+        None => "`mode` takes a string, `mode = \"read\"` or `mode = \"write\"`; leave `mode` out for an exclusive lock".to_owned(),
+    };
+    errors.push(syn::Error::new_spanned(expr, message));
+    Ok(None)
 }
 
 /// `renew = true`.
