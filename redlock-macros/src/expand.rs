@@ -12,7 +12,7 @@
 //!
 //! This module is the only one that writes tokens, and the only one that names runtime items.
 
-use proc_macro2::{Delimiter, Group, Punct, Spacing, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Literal, Punct, Spacing, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
@@ -135,16 +135,22 @@ pub(crate) fn locked(function: ItemFn, lock: &Lock) -> TokenStream {
     }
 }
 
-/// `.read()`, `.write()`: the kind of lock, at the option that asked for it; nothing for an
-/// exclusive lock.
+/// `.read()`, `.write()`, `.permits(4u32)`: the kind of lock, at the value that asked for it;
+/// nothing for an exclusive lock.
 fn kind(kind: &Kind) -> Option<TokenStream> {
-    let (method, span) = match kind {
+    let (method, args, span) = match *kind {
         Kind::Exclusive => return None,
-        Kind::Read(span) => ("read", *span),
-        Kind::Write(span) => ("write", *span),
+        Kind::Read(span) => ("read", None, span),
+        Kind::Write(span) => ("write", None, span),
+        Kind::Permits(permits, span) => ("permits", Some(Literal::u32_suffixed(permits)), span),
     };
-    let method = syn::Ident::new(method, Span::call_site().located_at(span));
-    Some(quote!(.#method()))
+    let at = Span::call_site().located_at(span);
+    let method = syn::Ident::new(method, at);
+    let args = args.map(|mut literal| {
+        literal.set_span(at);
+        literal
+    });
+    Some(quote!(.#method(#args)))
 }
 
 /// Paths into the runtime glue: `<crate>::__private::<name>`.
@@ -302,6 +308,14 @@ mod tests {
         assert_eq!(
             options(quote!(keys = ["a", "b"], renew = false, mode = "write")),
             "inherit () . write () . renew (false)"
+        );
+        assert_eq!(
+            options(quote!(key = "k", wait = "1s", permits = 4)),
+            "inherit () . permits (4u32) . wait (:: redlock :: __private :: Duration :: from_millis (1000u64))"
+        );
+        assert_eq!(
+            options(quote!(key = "k", permits = 0x10u32)),
+            "inherit () . permits (16u32)"
         );
     }
 }

@@ -2,7 +2,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
-use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Member, Pat, Path};
+use syn::{Expr, FnArg, Ident, ItemFn, LitInt, LitStr, Member, Pat, Path};
 
 use crate::args::{Args, Opt, MODES};
 use crate::diag::{self, Errors};
@@ -36,6 +36,8 @@ pub(crate) enum Kind {
     Read(Span),
     /// `mode = "write"`.
     Write(Span),
+    /// `permits = N`, N at least 1.
+    Permits(u32, Span),
 }
 
 /// What a busy lock gives.
@@ -183,12 +185,35 @@ fn setting(
         .ok()
 }
 
-/// The kind of lock from `mode`; `None` when it is invalid.
+/// The kind of lock from `mode` or `permits`; `None` when either is invalid or both are written.
 fn kind(args: &Args, errors: &mut Errors) -> Option<Kind> {
-    let Some(mode) = &args.mode else {
-        return Some(Kind::Exclusive);
-    };
-    let lit = &mode.value;
+    let mode = args.mode.as_ref().map(|option| mode(&option.value, errors));
+    let permits = args
+        .permits
+        .as_ref()
+        .map(|option| permits(&option.value, errors));
+    if let (Some((mode_at, mode_name)), Some((permits_at, permits_name))) =
+        (args.first("mode"), args.first("permits"))
+    {
+        let (second, first, at) = if permits_at > mode_at {
+            ("permits", "mode", permits_name)
+        } else {
+            ("mode", "permits", mode_name)
+        };
+        errors.at(
+            at,
+            format!("`{second}` cannot be used with `{first}`: a read-write lock (`mode`) and a semaphore (`permits`) are different locks; keep one of them"),
+        );
+        return None;
+    }
+    match (mode, permits) {
+        (Some(kind), _) | (_, Some(kind)) => kind,
+        (None, None) => Some(Kind::Exclusive),
+    }
+}
+
+/// `mode = "read"` or `"write"`.
+fn mode(lit: &LitStr, errors: &mut Errors) -> Option<Kind> {
     let value = lit.value();
     match value.as_str() {
         "read" => return Some(Kind::Read(lit.span())),
@@ -208,6 +233,28 @@ fn kind(args: &Args, errors: &mut Errors) -> Option<Kind> {
         )
     };
     errors.at(lit.span(), message);
+    None
+}
+
+/// `permits = N`: at least 1, at most `u32::MAX`.
+fn permits(lit: &LitInt, errors: &mut Errors) -> Option<Kind> {
+    let at = lit.span();
+    match lit.base10_parse::<u32>() {
+        Ok(0) => errors.at(
+            at,
+            "`permits` must be at least 1, got 0: a semaphore needs at least 1 permit; write e.g. `permits = 4`",
+        ),
+        Ok(permits) => return Some(Kind::Permits(permits, at)),
+        // The digits are a valid number (the tokenizer checked), so only its size can fail.
+        Err(_) => errors.at(
+            at,
+            format!(
+                "`permits` must be at most {} (`u32::MAX`), got {}",
+                u32::MAX,
+                lit.base10_digits()
+            ),
+        ),
+    }
     None
 }
 

@@ -1,4 +1,5 @@
-//! `mode = "read"` / `"write"` (a read-write lock) with the other options.
+//! `mode = "read"` / `"write"` (a read-write lock) and `permits = N` (a semaphore) with the
+//! other options.
 
 #![deny(warnings)]
 
@@ -27,7 +28,26 @@ pub async fn compare(a: u64, b: u64) -> Option<bool> {
     Some(a == b)
 }
 
+#[distributed_lock(key = "pool:<name>", permits = 4, wait = "1s", guard = permit)]
+pub async fn render(name: &str) -> Result<String, LockError> {
+    Ok(format!("{name} {}", permit.key()))
+}
+
+/// Several keys, each a semaphore of its own; a suffixed literal and a single permit.
+#[distributed_lock(keys = ["gpu:<a>", "gpu:<b>"], permits = 2u32, on_busy = "skip")]
+pub async fn pair(a: u8, b: u8) {
+    let _ = (a, b);
+}
+
+#[distributed_lock(key = "one", permits = 1, renew = false)]
+pub async fn single() -> Result<(), LockError> {
+    Ok(())
+}
+
 fn main() {
     let _ = compare(1, 2);
+    let _ = render("a");
+    let _ = pair(1, 2);
+    let _ = single();
     let _ = |docs: &'static mut Docs| docs.save(1, String::new());
 }
