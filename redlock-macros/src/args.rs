@@ -4,17 +4,21 @@
 //! Every problem is recorded and parsing goes on, so one pass reports them all.
 
 use proc_macro2::{Group, Span, TokenStream};
+use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
+use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitInt, LitStr, Token, UnOp};
 
 use crate::diag::{self, Errors};
 
 /// Every option, in the order the docs explain them.
 pub(crate) const OPTIONS: &[&str] = &[
-    "key", "keys", "ttl", "wait", "renew", "on_busy", "client", "guard", "crate",
+    "key", "keys", "mode", "permits", "ttl", "wait", "renew", "on_busy", "client", "guard", "crate",
 ];
+
+/// The values of `mode`; without `mode` a key is an exclusive lock.
+pub(crate) const MODES: &[&str] = &["read", "write"];
 
 /// One option as written: where its name is, and its value.
 pub(crate) struct Opt<T> {
@@ -27,6 +31,8 @@ pub(crate) struct Opt<T> {
 pub(crate) struct Args {
     pub(crate) key: Option<Opt<LitStr>>,
     pub(crate) keys: Option<Opt<Vec<LitStr>>>,
+    pub(crate) mode: Option<Opt<LitStr>>,
+    pub(crate) permits: Option<Opt<LitInt>>,
     pub(crate) ttl: Option<Opt<LitStr>>,
     pub(crate) wait: Option<Opt<LitStr>>,
     pub(crate) renew: Option<Opt<bool>>,
@@ -36,8 +42,8 @@ pub(crate) struct Args {
     pub(crate) krate: Option<Opt<LitStr>>,
     /// The list itself did not parse: checks for missing options stay quiet.
     pub(crate) malformed: bool,
-    /// Options written, valid or not, in order.
-    written: Vec<String>,
+    /// Options written, valid or not, in order, with where their names are.
+    written: Vec<(String, Span)>,
 }
 
 /// Parses the attribute's arguments, recording every problem in `errors`.
@@ -54,7 +60,16 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
 impl Args {
     /// Whether the option was written, even with an invalid value.
     pub(crate) fn has(&self, name: &str) -> bool {
-        self.written.iter().any(|written| written == name)
+        self.first(name).is_some()
+    }
+
+    /// Where the option was first written, even with an invalid value: its place among the
+    /// options written, and its name.
+    pub(crate) fn first(&self, name: &str) -> Option<(usize, Span)> {
+        self.written
+            .iter()
+            .position(|(written, _)| written == name)
+            .map(|place| (place, self.written[place].1))
     }
 
     fn option(&mut self, meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<()> {
@@ -70,7 +85,7 @@ impl Args {
                     format!("duplicate option `{name}`; keep only one `{name} = ...`"),
                 );
             }
-            self.written.push(name.clone());
+            self.written.push((name.clone(), span));
         }
         match name.as_str() {
             "key" => {
@@ -80,6 +95,14 @@ impl Args {
             "keys" => {
                 let value = list(meta, errors)?;
                 put(&mut self.keys, span, value);
+            }
+            "mode" => {
+                let value = mode(meta, errors)?;
+                put(&mut self.mode, span, value);
+            }
+            "permits" => {
+                let value = permits(meta, errors)?;
+                put(&mut self.permits, span, value);
             }
             "ttl" => {
                 let value = string(meta, "ttl", errors)?;
@@ -137,6 +160,8 @@ fn example(name: &str) -> &'static str {
     match name {
         "key" => "key = \"account:<user_id>\"",
         "keys" => "keys = [\"account:<from>\", \"account:<to>\"]",
+        "mode" => "mode = \"read\"",
+        "permits" => "permits = 4",
         "ttl" => "ttl = \"30s\"",
         "wait" => "wait = \"4s\"",
         "renew" => "renew = false",
@@ -230,6 +255,78 @@ fn list(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Option<V
         }
     }
     Ok(Some(keys))
+}
+
+/// `mode = "read"`; `mode = read` gets a fix with quotes. The value is checked later.
+fn mode(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Option<LitStr>> {
+    let expr = value(meta, "mode")?;
+    let written = match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => return Ok(Some(lit.clone())),
+        Expr::Path(path) => path
+            .path
+            .get_ident()
+            .map(|ident| ident.unraw().to_string())
+            .and_then(|name| {
+                MODES
+                    .iter()
+                    .copied()
+                    .find(|&mode| mode == name)
+                    .or_else(|| diag::did_you_mean(&name, MODES.iter().copied()))
+            }),
+        _ => None,
+    };
+    let message = match written {
+        Some(mode) => format!("`mode` takes a string: write `mode = \"{mode}\"`"),
+        None => "`mode` takes a string, `mode = \"read\"` or `mode = \"write\"`; leave `mode` out for an exclusive lock".to_owned(),
+    };
+    errors.push(syn::Error::new_spanned(expr, message));
+    Ok(None)
+}
+
+/// `permits = 4`: an integer literal, unsuffixed or `u32`; `permits = "4"` gets a fix without
+/// quotes. Its range is checked later.
+fn permits(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Option<LitInt>> {
+    let expr = value(meta, "permits")?;
+    let expression = "`permits` takes an integer literal, e.g. `permits = 4`; for a number known only at run time, pass `LockOptions::inherit().permits(n)` to `LockManager::with_lock`";
+    let message = match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => match int.suffix() {
+            "" | "u32" => return Ok(Some(int.clone())),
+            suffix => format!(
+                "`permits` is a `u32`: write `permits = {}`, without the `{suffix}` suffix",
+                int.base10_digits()
+            ),
+        },
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) if lit.value().trim().parse::<u128>().is_ok() => format!(
+            "`permits` takes an integer without quotes: write `permits = {}`",
+            lit.value().trim()
+        ),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr: negated,
+            ..
+        }) => match &**negated {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            }) => format!(
+                "`permits` must be at least 1, got -{}: a semaphore needs at least 1 permit; write e.g. `permits = 4`",
+                int.base10_digits()
+            ),
+            _ => expression.to_owned(),
+        },
+        Expr::Lit(_) => {
+            "`permits` takes an integer: how many may hold the lock at once, e.g. `permits = 4`"
+                .to_owned()
+        }
+        _ => expression.to_owned(),
+    };
+    errors.push(syn::Error::new_spanned(expr, message));
+    Ok(None)
 }
 
 /// `renew = true`.

@@ -12,14 +12,14 @@
 //!
 //! This module is the only one that writes tokens, and the only one that names runtime items.
 
-use proc_macro2::{Delimiter, Group, Punct, Spacing, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Literal, Punct, Spacing, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{AttrStyle, ItemFn, ReturnType, Type};
 
 use crate::diag::Errors;
-use crate::validate::{Key, Lock, OnBusy, Part};
+use crate::validate::{Key, Kind, Lock, OnBusy, Part};
 
 /// The errors, then the function exactly as written: no follow-on errors.
 pub(crate) fn unchanged(errors: Errors, item: TokenStream) -> TokenStream {
@@ -74,6 +74,7 @@ pub(crate) fn locked(function: ItemFn, lock: &Lock) -> TokenStream {
     // Only the options written: the manager resolves the others.
     let options = {
         let (options, duration) = (runtime.item("LockOptions"), runtime.item("Duration"));
+        let kind = kind(&lock.kind);
         let ttl = lock
             .ttl_ms
             .map(|ms| quote!(.ttl(#duration::from_millis(#ms))));
@@ -81,7 +82,7 @@ pub(crate) fn locked(function: ItemFn, lock: &Lock) -> TokenStream {
             .wait_ms
             .map(|ms| quote!(.wait(#duration::from_millis(#ms))));
         let renew = lock.renew.map(|renew| quote!(.renew(#renew)));
-        quote!(#options::inherit() #ttl #wait #renew)
+        quote!(#options::inherit() #kind #ttl #wait #renew)
     };
 
     let held = local("__redlock_held");
@@ -132,6 +133,24 @@ pub(crate) fn locked(function: ItemFn, lock: &Lock) -> TokenStream {
             #call
         }
     }
+}
+
+/// `.read()`, `.write()`, `.permits(4u32)`: the kind of lock, at the value that asked for it;
+/// nothing for an exclusive lock.
+fn kind(kind: &Kind) -> Option<TokenStream> {
+    let (method, args, span) = match *kind {
+        Kind::Exclusive => return None,
+        Kind::Read(span) => ("read", None, span),
+        Kind::Write(span) => ("write", None, span),
+        Kind::Permits(permits, span) => ("permits", Some(Literal::u32_suffixed(permits)), span),
+    };
+    let at = Span::call_site().located_at(span);
+    let method = syn::Ident::new(method, at);
+    let args = args.map(|mut literal| {
+        literal.set_span(at);
+        literal
+    });
+    Some(quote!(.#method(#args)))
 }
 
 /// Paths into the runtime glue: `<crate>::__private::<name>`.
@@ -248,4 +267,55 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
             token
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    use crate::diag::Errors;
+    use crate::{args, validate};
+
+    /// The options expression the attribute `attr` expands to, from `inherit()` on.
+    fn options(attr: TokenStream) -> String {
+        let item = quote!(
+            async fn f(id: u64) -> Result<u64, E> {
+                Ok(id)
+            }
+        );
+        let mut errors = Errors::default();
+        let args = args::parse(attr.clone(), &mut errors);
+        let Some((function, lock)) = validate::check(args, item, &mut errors) else {
+            panic!("`{attr}` was refused");
+        };
+        let expanded = super::locked(function, &lock).to_string();
+        let start = expanded.find("inherit ()").expect("the options");
+        let end = start
+            + expanded[start..]
+                .find(") . await")
+                .expect("the end of `enter`");
+        expanded[start..end].trim().to_owned()
+    }
+
+    #[test]
+    fn the_kind_of_lock_comes_before_the_other_options() {
+        assert_eq!(options(quote!(key = "k")), "inherit ()");
+        assert_eq!(
+            options(quote!(key = "k", mode = "read", ttl = "3s")),
+            "inherit () . read () . ttl (:: redlock :: __private :: Duration :: from_millis (3000u64))"
+        );
+        assert_eq!(
+            options(quote!(keys = ["a", "b"], renew = false, mode = "write")),
+            "inherit () . write () . renew (false)"
+        );
+        assert_eq!(
+            options(quote!(key = "k", wait = "1s", permits = 4)),
+            "inherit () . permits (4u32) . wait (:: redlock :: __private :: Duration :: from_millis (1000u64))"
+        );
+        assert_eq!(
+            options(quote!(key = "k", permits = 0x10u32)),
+            "inherit () . permits (16u32)"
+        );
+    }
 }

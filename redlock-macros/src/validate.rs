@@ -2,9 +2,9 @@
 
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
-use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Member, Pat, Path};
+use syn::{Expr, FnArg, Ident, ItemFn, LitInt, LitStr, Member, Pat, Path};
 
-use crate::args::{Args, Opt};
+use crate::args::{Args, Opt, MODES};
 use crate::diag::{self, Errors};
 use crate::duration;
 use crate::key::{self, Segment, Template};
@@ -14,6 +14,8 @@ pub(crate) struct Lock {
     pub(crate) keys: Vec<Key>,
     /// `keys = [...]` was used: `guard` binds the whole set.
     pub(crate) many: bool,
+    /// Which kind of lock every key is taken as.
+    pub(crate) kind: Kind,
     /// The options written in the attribute; the manager resolves those left out (the
     /// expansion never writes a default of its own).
     pub(crate) ttl_ms: Option<u64>,
@@ -24,6 +26,18 @@ pub(crate) struct Lock {
     pub(crate) guard: Option<Ident>,
     /// The facade crate: `::redlock` unless `crate = "..."`.
     pub(crate) krate: Path,
+}
+
+/// The kind of lock the keys are taken as, with where it was written.
+pub(crate) enum Kind {
+    /// Neither `mode` nor `permits`: one holder at a time.
+    Exclusive,
+    /// `mode = "read"`.
+    Read(Span),
+    /// `mode = "write"`.
+    Write(Span),
+    /// `permits = N`, N at least 1.
+    Permits(u32, Span),
 }
 
 /// What a busy lock gives.
@@ -123,6 +137,7 @@ fn check_function(function: &ItemFn, args: Args, errors: &mut Errors) -> Option<
         }
     }
 
+    let kind = kind(&args, errors);
     let ttl_ms = setting(&args.ttl, duration::ttl, errors);
     let wait_ms = setting(&args.wait, duration::wait, errors);
     let on_busy = match &args.on_busy {
@@ -144,6 +159,7 @@ fn check_function(function: &ItemFn, args: Args, errors: &mut Errors) -> Option<
     Some(Lock {
         many: args.keys.is_some(),
         keys,
+        kind: kind?,
         ttl_ms: ttl_ms?,
         wait_ms: wait_ms?,
         renew: args.renew.map(|option| option.value),
@@ -167,6 +183,79 @@ fn setting(
         .map(Some)
         .map_err(|error| errors.push(error))
         .ok()
+}
+
+/// The kind of lock from `mode` or `permits`; `None` when either is invalid or both are written.
+fn kind(args: &Args, errors: &mut Errors) -> Option<Kind> {
+    let mode = args.mode.as_ref().map(|option| mode(&option.value, errors));
+    let permits = args
+        .permits
+        .as_ref()
+        .map(|option| permits(&option.value, errors));
+    if let (Some((mode_at, mode_name)), Some((permits_at, permits_name))) =
+        (args.first("mode"), args.first("permits"))
+    {
+        let (second, first, at) = if permits_at > mode_at {
+            ("permits", "mode", permits_name)
+        } else {
+            ("mode", "permits", mode_name)
+        };
+        errors.at(
+            at,
+            format!("`{second}` cannot be used with `{first}`: a read-write lock (`mode`) and a semaphore (`permits`) are different locks; keep one of them"),
+        );
+        return None;
+    }
+    match (mode, permits) {
+        (Some(kind), _) | (_, Some(kind)) => kind,
+        (None, None) => Some(Kind::Exclusive),
+    }
+}
+
+/// `mode = "read"` or `"write"`.
+fn mode(lit: &LitStr, errors: &mut Errors) -> Option<Kind> {
+    let value = lit.value();
+    match value.as_str() {
+        "read" => return Some(Kind::Read(lit.span())),
+        "write" => return Some(Kind::Write(lit.span())),
+        _ => {}
+    }
+    let valid = "valid modes: `\"read\"` (readers share the lock), `\"write\"` (one writer alone)";
+    let message = if value.eq_ignore_ascii_case("exclusive") {
+        format!("invalid `mode` value {value:?}: a lock is exclusive when `mode` is left out, so remove `mode = {value:?}`; {valid}")
+    } else {
+        let hint = match diag::did_you_mean(&value, MODES.iter().copied()) {
+            Some(known) => format!("did you mean `{known}`? "),
+            None => String::new(),
+        };
+        format!(
+            "invalid `mode` value {value:?}; {hint}{valid}; leave `mode` out for an exclusive lock"
+        )
+    };
+    errors.at(lit.span(), message);
+    None
+}
+
+/// `permits = N`: at least 1, at most `u32::MAX`.
+fn permits(lit: &LitInt, errors: &mut Errors) -> Option<Kind> {
+    let at = lit.span();
+    match lit.base10_parse::<u32>() {
+        Ok(0) => errors.at(
+            at,
+            "`permits` must be at least 1, got 0: a semaphore needs at least 1 permit; write e.g. `permits = 4`",
+        ),
+        Ok(permits) => return Some(Kind::Permits(permits, at)),
+        // The digits are a valid number (the tokenizer checked), so only its size can fail.
+        Err(_) => errors.at(
+            at,
+            format!(
+                "`permits` must be at most {} (`u32::MAX`), got {}",
+                u32::MAX,
+                lit.base10_digits()
+            ),
+        ),
+    }
+    None
 }
 
 fn on_busy(lit: &LitStr, errors: &mut Errors) -> Option<OnBusy> {
