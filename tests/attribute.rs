@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 use redlock::testing::RedisServer;
-use redlock::{distributed_lock, LockError, LockManager};
+use redlock::{distributed_lock, LockError, LockKind, LockManager};
 use tokio::sync::oneshot;
 
 struct Setup {
@@ -604,4 +604,85 @@ async fn without_renewal_the_body_runs_past_its_lease_and_the_lapse_is_logged() 
     })
     .await;
     assert!(logs.contains("lease:3"), "{}", logs.text());
+}
+
+/// How many run inside a section at once, and the most seen.
+#[derive(Default)]
+struct Inside {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Inside {
+    async fn stay(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[distributed_lock(key = "doc:<name>", mode = "read", ttl = "10s", wait = "30s", client = locks, guard = lock)]
+async fn read_doc(locks: &LockManager, name: &str, inside: &Inside) -> Result<LockKind, LockError> {
+    inside.stay().await;
+    Ok(lock.kind())
+}
+
+#[distributed_lock(key = "doc:<name>", mode = "write", ttl = "10s", wait = "30s", client = locks)]
+async fn write_doc(
+    locks: &LockManager,
+    name: &str,
+    inside: &Inside,
+) -> Result<LockKind, LockError> {
+    inside.stay().await;
+    // A read inside the write shares it.
+    read_doc(locks, name, &Inside::default()).await
+}
+
+#[distributed_lock(key = "pool:<name>", permits = 2, ttl = "10s", wait = "30s", client = locks)]
+async fn pooled(locks: &LockManager, name: &str, inside: &Inside) -> Result<(), LockError> {
+    inside.stay().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_and_write_modes_and_permits_through_the_attribute() {
+    let setup = setup().await;
+    let locks = setup.locks.clone();
+    let (readers, writers, users) = (
+        std::sync::Arc::new(Inside::default()),
+        std::sync::Arc::new(Inside::default()),
+        std::sync::Arc::new(Inside::default()),
+    );
+    let reads = (0..4).map(|_| {
+        let (locks, readers) = (locks.clone(), readers.clone());
+        tokio::spawn(async move { read_doc(&locks, "a", &readers).await })
+    });
+    for kind in common::joined(reads.collect()).await {
+        assert_eq!(kind.expect("read"), LockKind::Read);
+    }
+    assert!(readers.most.load(Ordering::SeqCst) >= 2, "readers share");
+
+    let writes = (0..3).map(|_| {
+        let (locks, writers) = (locks.clone(), writers.clone());
+        tokio::spawn(async move { write_doc(&locks, "a", &writers).await })
+    });
+    for kind in common::joined(writes.collect()).await {
+        let kind = kind.expect("write");
+        assert_eq!(kind, LockKind::Write, "the nested read shares the write");
+    }
+    assert_eq!(writers.most.load(Ordering::SeqCst), 1, "a writer is alone");
+
+    let uses = (0..6).map(|_| {
+        let (locks, users) = (locks.clone(), users.clone());
+        tokio::spawn(async move { pooled(&locks, "p", &users).await })
+    });
+    for used in common::joined(uses.collect()).await {
+        used.expect("a permit");
+    }
+    assert_eq!(
+        users.most.load(Ordering::SeqCst),
+        2,
+        "two permits, both used"
+    );
 }
