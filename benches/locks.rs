@@ -16,6 +16,12 @@
 //!   times each; the ratios are of the totals.
 //! - C: 16 tasks on one key, empty critical section, wait 10 s, T seconds: cycles/s, p50/p99/max
 //!   acquire wait, cycles per task min/max.
+//! - R: 16 tasks on one key, 9 reads for every write, a 1 ms critical section, T seconds: the
+//!   read-write lock (`read` / `write`) against the exclusive lock doing the same: cycles/s,
+//!   acquire wait p50/p99/max (and the writers' longest wait, which a stream of readers must
+//!   not stretch), cycles per task min/max.
+//! - S: 16 tasks on one key, a 1 ms critical section, T seconds: a semaphore of 4 permits
+//!   against the exclusive lock: the same figures.
 //! - M: memory of this process (resident set) and of Redis (`used_memory`, keys left) before
 //!   and after a million cycles on distinct keys, each waited for by a second task.
 //! - X: contention between processes: P processes × T tasks on one key (16 × 1 and 4 × 4),
@@ -24,7 +30,7 @@
 //!   cycles/s, p50/p99/max acquire wait, cycles per task min/max over every process.
 //!
 //! Also printed for B: CPU time per cycle of this process and of Redis, which explains the
-//! ratios. `BENCH_ONLY=a,b,c,m,x` picks workloads; `BENCH_MEMORY_CYCLES` sizes M.
+//! ratios. `BENCH_ONLY=a,b,c,r,s,m,x` picks workloads; `BENCH_MEMORY_CYCLES` sizes M.
 //!
 //! The raw baseline: `SET key token NX PX ttl`, then `EVALSHA` compare-and-delete, on one
 //! multiplexed connection. The last line printed is one JSON object with every figure.
@@ -394,13 +400,49 @@ async fn distinct_keys(ctx: &Arc<Ctx>, seconds: f64) -> ([Throughput; 3], Vec<[T
     (total, part)
 }
 
-struct Contention {
+/// What a workload on one contended key measured (C, R, S, and X over every process).
+pub struct Contention {
     rate: f64,
     p50: Duration,
     p99: Duration,
     max: Duration,
     min_cycles: u64,
     max_cycles: u64,
+}
+
+impl Contention {
+    /// The figures of `waits` (every acquisition's), made in `elapsed`, by tasks that made
+    /// `min_cycles` to `max_cycles` each.
+    fn of(mut waits: Vec<Duration>, elapsed: Duration, min_cycles: u64, max_cycles: u64) -> Self {
+        waits.sort_unstable();
+        Contention {
+            rate: waits.len() as f64 / elapsed.as_secs_f64(),
+            p50: percentile(&waits, 0.5),
+            p99: percentile(&waits, 0.99),
+            max: waits.last().copied().unwrap_or_default(),
+            min_cycles,
+            max_cycles,
+        }
+    }
+    /// Prints one line for `name` (with `more` after it) and adds the figures under `at`.
+    fn report(&self, name: &str, more: &str, at: &str, figures: &mut Vec<(String, f64)>) {
+        println!(
+            "   {:<10} {:>9.0} cycles/s   wait p50 {:>7.1}us p99 {:>8.1}us max {:>8.1}us   cycles/task {}..{}{more}",
+            name,
+            self.rate,
+            us(self.p50),
+            us(self.p99),
+            us(self.max),
+            self.min_cycles,
+            self.max_cycles
+        );
+        figures.push((format!("{at}_cycles_per_s"), self.rate));
+        figures.push((format!("{at}_wait_p50_us"), us(self.p50)));
+        figures.push((format!("{at}_wait_p99_us"), us(self.p99)));
+        figures.push((format!("{at}_wait_max_us"), us(self.max)));
+        figures.push((format!("{at}_cycles_per_task_min"), self.min_cycles as f64));
+        figures.push((format!("{at}_cycles_per_task_max"), self.max_cycles as f64));
+    }
 }
 
 /// C: 16 tasks on one key.
@@ -449,16 +491,90 @@ async fn one_key(ctx: &Arc<Ctx>, via: Via) -> Contention {
         max_cycles = max_cycles.max(waits.len() as u64);
         all.extend(waits);
     }
-    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
-    all.sort_unstable();
-    Contention {
-        rate,
-        p50: percentile(&all, 0.5),
-        p99: percentile(&all, 0.99),
-        max: all.last().copied().unwrap_or_default(),
-        min_cycles,
-        max_cycles,
+    Contention::of(all, start.elapsed(), min_cycles, max_cycles)
+}
+
+/// What R and S take their key as.
+#[derive(Clone, Copy, PartialEq)]
+enum Family {
+    /// The exclusive lock, every cycle.
+    Exclusive,
+    /// The read-write lock: a write every tenth cycle of each task, else a read.
+    ReadWrite,
+    /// A semaphore of 4 permits.
+    Permits,
+}
+
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::Exclusive => "exclusive",
+            Family::ReadWrite => "rwlock",
+            Family::Permits => "permits4",
+        }
     }
+}
+
+/// A critical section of R and S: long enough that sharing the key pays.
+const SECTION: Duration = Duration::from_millis(1);
+
+/// R and S: 16 tasks on one key, each cycle a `SECTION` under the lock taken as `family` (a
+/// write every tenth cycle for the read-write lock); also the writers' longest wait.
+async fn one_key_family(ctx: &Arc<Ctx>, key: &str, family: Family) -> (Contention, Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for task in 0..16usize {
+        let (ctx, stop, key) = (ctx.clone(), stop.clone(), key.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let base =
+                LockOptions::new(Duration::from_millis(TTL_MS)).wait(Duration::from_secs(10));
+            let (read, write, permits) = (
+                base.clone().read(),
+                base.clone().write(),
+                base.clone().permits(4),
+            );
+            let (mut waits, mut writer_max) = (Vec::new(), Duration::ZERO);
+            let mut cycle = task;
+            while !stop.load(Ordering::Relaxed) {
+                let writes = family == Family::ReadWrite && cycle % 10 == 0;
+                let options = match family {
+                    Family::Exclusive => &base,
+                    Family::ReadWrite if writes => &write,
+                    Family::ReadWrite => &read,
+                    Family::Permits => &permits,
+                };
+                let asked = Instant::now();
+                let guard = ctx
+                    .locks
+                    .acquire_with(&key, options)
+                    .await
+                    .expect("acquire");
+                let waited = asked.elapsed();
+                waits.push(waited);
+                if writes || family == Family::Exclusive && cycle % 10 == 0 {
+                    writer_max = writer_max.max(waited);
+                }
+                tokio::time::sleep(SECTION).await;
+                guard.release().await.expect("release");
+                cycle += 1;
+            }
+            (waits, writer_max)
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(ctx.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let (mut min_cycles, mut max_cycles, mut writer_max) = (u64::MAX, 0, Duration::ZERO);
+    for task in tasks {
+        let (waits, writer) = task.await.expect("task");
+        min_cycles = min_cycles.min(waits.len() as u64);
+        max_cycles = max_cycles.max(waits.len() as u64);
+        writer_max = writer_max.max(writer);
+        all.extend(waits);
+    }
+    let contention = Contention::of(all, start.elapsed(), min_cycles, max_cycles);
+    (contention, writer_max)
 }
 
 fn rss_kib() -> u64 {
@@ -562,6 +678,12 @@ async fn run_all(ctx: Arc<Ctx>, runtime: &'static str) -> Row {
     }
     if selected("c") {
         report_c(&ctx, &mut figures, raw_uncontended).await;
+    }
+    if selected("r") {
+        report_family(&ctx, &mut figures, "r", Family::ReadWrite).await;
+    }
+    if selected("s") {
+        report_family(&ctx, &mut figures, "s", Family::Permits).await;
     }
     Row { runtime, figures }
 }
@@ -676,6 +798,49 @@ async fn report_c(ctx: &Arc<Ctx>, figures: &mut Vec<(String, f64)>, raw_unconten
     }
 }
 
+/// Runs R (`family` the read-write lock) or S (the semaphore) against the exclusive lock doing
+/// the same, and reports them.
+async fn report_family(
+    ctx: &Arc<Ctx>,
+    figures: &mut Vec<(String, f64)>,
+    workload: &str,
+    family: Family,
+) {
+    let what = match family {
+        Family::ReadWrite => "9 reads per write",
+        _ => "a semaphore of 4 permits",
+    };
+    println!(
+        "{}) 16 tasks, 1 key, {what}, {} ms critical section, wait 10s, {:.0}s",
+        workload.to_uppercase(),
+        SECTION.as_millis(),
+        ctx.seconds
+    );
+    let mut rates = [0.0; 2];
+    for (i, variant) in [Family::Exclusive, family].into_iter().enumerate() {
+        let key = format!("bench:{workload}:{}", variant.name());
+        let (c, writer_max) = one_key_family(ctx, &key, variant).await;
+        rates[i] = c.rate;
+        let writers = match family {
+            Family::ReadWrite => {
+                format!("   every 10th cycle's max wait {:>8.1}us", us(writer_max))
+            }
+            _ => String::new(),
+        };
+        let at = format!("{workload}_{}", variant.name());
+        c.report(variant.name(), &writers, &at, figures);
+        if family == Family::ReadWrite {
+            figures.push((format!("{at}_write_wait_max_us"), us(writer_max)));
+        }
+    }
+    let ratio = rates[1] / rates[0];
+    println!("   cycles/s {}/exclusive {ratio:.2}x", family.name());
+    figures.push((
+        format!("{workload}_ratio_{}_over_exclusive", family.name()),
+        ratio,
+    ));
+}
+
 /// Runs X and reports it.
 fn report_x(url: &str, seconds: f64, figures: &mut Vec<(String, f64)>) {
     println!(
@@ -685,23 +850,8 @@ fn report_x(url: &str, seconds: f64, figures: &mut Vec<(String, f64)>) {
         println!("   {processes} processes x {tasks} tasks");
         for contender in processes::Contender::ALL {
             let x = processes::run(url, contender, processes, tasks, seconds);
-            println!(
-                "   {:<10} {:>9.0} cycles/s   wait p50 {:>7.1}us p99 {:>8.1}us max {:>8.1}us   cycles/task {}..{}",
-                contender.name(),
-                x.rate,
-                us(x.p50),
-                us(x.p99),
-                us(x.max),
-                x.min_cycles,
-                x.max_cycles
-            );
             let at = format!("x_{processes}x{tasks}_{}", contender.name());
-            figures.push((format!("{at}_cycles_per_s"), x.rate));
-            figures.push((format!("{at}_wait_p50_us"), us(x.p50)));
-            figures.push((format!("{at}_wait_p99_us"), us(x.p99)));
-            figures.push((format!("{at}_wait_max_us"), us(x.max)));
-            figures.push((format!("{at}_cycles_per_task_min"), x.min_cycles as f64));
-            figures.push((format!("{at}_cycles_per_task_max"), x.max_cycles as f64));
+            x.report(contender.name(), "", &at, figures);
         }
     }
 }
@@ -713,7 +863,7 @@ fn env_f64(name: &str, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
-/// Whether workload `name` ("a", "b", "c", "m", "x") is selected by `BENCH_ONLY` (all by default).
+/// Whether workload `name` ("a", "b", "c", "r", "s", "m", "x") is selected by `BENCH_ONLY` (all by default).
 fn selected(name: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|w| w.trim() == name))
 }

@@ -6,15 +6,19 @@
 //! handler's `Path` extractor pattern and the manager from its `State`:
 //!
 //! ```ignore
-//! #[distributed_lock(key = "account:<id>", ttl = "3s", wait = "5s", client = app.locks)]
+//! #[distributed_lock(key = "account:<id>", mode = "write", ttl = "3s", wait = "5s", client = app.locks)]
 //! async fn deposit(
 //!     State(app): State<App>,
 //!     Path((id, amount)): Path<(String, i64)>,
 //! ) -> Result<String, ApiError> { ... }
 //! ```
 //!
-//! A transfer locks both accounts with `keys = [...]`, taken in one canonical order, so the
-//! transfers A→B and B→A never deadlock. A lock still busy after `wait` answers
+//! An account's lock is a read-write lock: the mutating handlers take it with `mode = "write"`,
+//! one at a time, and a balance read with `mode = "read"`, so reads run together and never see
+//! a balance that a deposit in progress is about to change. A transfer locks both accounts
+//! with `keys = [...]`, taken in one canonical order, so the transfers A→B and B→A never
+//! deadlock. The export of every balance is a slow job limited to two at a time across every
+//! replica of the service, a semaphore: `permits = 2`. A lock still busy after `wait` answers
 //! `409 Conflict` (with `Retry-After`); Redis trouble answers `503 Service Unavailable`.
 //!
 //! ```sh
@@ -25,6 +29,7 @@
 //! curl -X POST localhost:3000/accounts/alice/withdraw/30
 //! curl -X POST localhost:3000/transfer/alice/bob/20
 //! curl localhost:3000/accounts/bob
+//! curl localhost:3000/export
 //! ```
 //!
 //! Without `REDIS_URL` the example starts a throwaway `redis-server` (it must be installed);
@@ -47,6 +52,12 @@ use redlock::{distributed_lock, LockError, LockManager};
 /// How long a mutating handler "thinks" between reading a balance and writing it back: long
 /// enough that concurrent requests really interleave.
 pub const PAUSE: Duration = Duration::from_millis(5);
+
+/// How long an export takes at least (a slow job: a report, a file written elsewhere).
+pub const EXPORT_PAUSE: Duration = Duration::from_millis(200);
+
+/// How many exports may run at once, across every replica of the service.
+pub const EXPORTS: u32 = 2;
 
 /// The shared state of the handlers.
 #[derive(Clone)]
@@ -78,6 +89,39 @@ impl App {
             .collect();
         let () = self.redis.clone().mset(&items).await?;
         Ok(())
+    }
+
+    /// Every account and its balance, sorted by account, found with `SCAN` in batches.
+    async fn balances(&self) -> Result<Vec<(String, i64)>, ApiError> {
+        let mut redis = self.redis.clone();
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("balance:*")
+                .arg("COUNT")
+                .arg(100)
+                .query_async(&mut redis)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<i64>> = redis.mget(&keys).await?;
+        Ok(keys
+            .into_iter()
+            .zip(values)
+            .map(|(key, value)| (key["balance:".len()..].to_owned(), value.unwrap_or(0)))
+            .collect())
     }
 }
 
@@ -150,16 +194,32 @@ pub fn app(state: App) -> Router {
         .route("/accounts/{id}/deposit/{amount}", post(deposit))
         .route("/accounts/{id}/withdraw/{amount}", post(withdraw))
         .route("/transfer/{from}/{to}/{amount}", post(transfer))
+        .route("/export", get(export))
         .with_state(state)
 }
 
-/// `GET /accounts/{id}`: the balance, as a number. A single read needs no lock.
+/// `GET /accounts/{id}`: the balance, as a number. Reads share the account's lock: they run
+/// together, and wait only for a deposit, withdrawal or transfer in progress.
+#[distributed_lock(key = "account:<id>", mode = "read", ttl = "3s", wait = "5s", client = app.locks)]
 async fn balance(State(app): State<App>, Path(id): Path<String>) -> Result<String, ApiError> {
     Ok(format!("{}\n", app.balance(&id).await?))
 }
 
+/// `GET /export`: every account and its balance, one `account,balance` line each, sorted. At
+/// most [`EXPORTS`] run at once across the service's replicas; the next waits for a permit.
+#[distributed_lock(key = "export", permits = 2, ttl = "10s", wait = "10s", client = app.locks)]
+async fn export(State(app): State<App>) -> Result<String, ApiError> {
+    let balances = app.balances().await?;
+    tokio::time::sleep(EXPORT_PAUSE).await;
+    let mut csv = String::from("account,balance\n");
+    for (account, balance) in balances {
+        csv.push_str(&format!("{account},{balance}\n"));
+    }
+    Ok(csv)
+}
+
 /// `POST /accounts/{id}/deposit/{amount}`: the new balance.
-#[distributed_lock(key = "account:<id>", ttl = "3s", wait = "5s", client = app.locks)]
+#[distributed_lock(key = "account:<id>", mode = "write", ttl = "3s", wait = "5s", client = app.locks)]
 async fn deposit(
     State(app): State<App>,
     Path((id, amount)): Path<(String, i64)>,
@@ -175,7 +235,7 @@ async fn deposit(
 }
 
 /// `POST /accounts/{id}/withdraw/{amount}`: the new balance, or 422 when it is too low.
-#[distributed_lock(key = "account:<id>", ttl = "3s", wait = "5s", client = app.locks)]
+#[distributed_lock(key = "account:<id>", mode = "write", ttl = "3s", wait = "5s", client = app.locks)]
 async fn withdraw(
     State(app): State<App>,
     Path((id, amount)): Path<(String, i64)>,
@@ -191,6 +251,7 @@ async fn withdraw(
 /// `POST /transfer/{from}/{to}/{amount}`: both new balances, `from` first.
 #[distributed_lock(
     keys = ["account:<from>", "account:<to>"],
+    mode = "write",
     ttl = "3s",
     wait = "5s",
     client = app.locks
@@ -261,6 +322,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -X POST {base}/accounts/alice/withdraw/30");
     println!("  curl -X POST {base}/transfer/alice/bob/20");
     println!("  curl {base}/accounts/bob");
+    println!("  curl {base}/export");
     println!("Ctrl+C stops the service (and the throwaway redis-server).");
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {

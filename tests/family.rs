@@ -794,3 +794,31 @@ mod redlock_quorum {
         }
     }
 }
+
+#[cfg(feature = "sentinel")]
+mod sentinel {
+    //! Through the master that Sentinel names.
+
+    use redlock::testing::RedisSentinel;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn read_write_locks_and_semaphores_through_sentinel() {
+        let setup = RedisSentinel::spawn(1).expect("start a master, a replica and a sentinel");
+        let locks = LockManager::sentinel(setup.sentinel_urls(), setup.master_name())
+            .expect("sentinel manager");
+        read_write_scenarios(&locks, true).await;
+        let store = common::server();
+        let sections = permits_bound_holders(
+            &locks,
+            &store.url(),
+            "family:sem",
+            16,
+            Duration::from_secs(2),
+        )
+        .await;
+        let mut census = Census::new(&store.url(), "family:sem").await;
+        assert_eq!(census.get("max").await, 3, "{sections} sections");
+    }
+}

@@ -60,7 +60,7 @@ fn child_process_entry() {
 
 /// Waits up to `REDLOCK_WAIT_MS` for `REDLOCK_KEY` (lease `REDLOCK_TTL_MS`), reports
 /// `ACQUIRED <fencing token>`, holds it `REDLOCK_HOLD_MS` and releases, or reports
-/// `FAILED <error>`.
+/// `FAILED <error>`. `REDLOCK_KIND`, if set, takes the key as `read`, `write` or `permits:<N>`.
 async fn waiter() {
     let mut builder = LockManager::builder(setting::<String>("REDLOCK_URL"))
         .notifications(setting("REDLOCK_NOTICES"));
@@ -71,6 +71,14 @@ async fn waiter() {
     let locks = builder.build().expect("lock manager");
     let key: String = setting("REDLOCK_KEY");
     let options = common::options(setting("REDLOCK_TTL_MS"), setting("REDLOCK_WAIT_MS"));
+    let options = match std::env::var("REDLOCK_KIND").as_deref() {
+        Ok("read") => options.read(),
+        Ok("write") => options.write(),
+        Ok(permits) if permits.starts_with("permits:") => {
+            options.permits(permits["permits:".len()..].parse().expect("permits"))
+        }
+        _ => options,
+    };
     match locks.acquire_with(&key, &options).await {
         Ok(guard) => {
             emit(format!("ACQUIRED {}", guard.fencing_token()));
@@ -95,6 +103,14 @@ fn holding_waiter(
     spawn_waiter(server, key, wait_ms, notices, hold_ms, None)
 }
 
+/// A waiter process taking `key` as `kind` (`read`, `write`, `permits:<N>`), holding it
+/// `hold_ms`.
+fn kind_waiter(server: &RedisServer, key: &str, kind: &str, hold_ms: u64) -> ChildProcess {
+    let mut settings = waiter_settings(server, key, 30_000, true, hold_ms);
+    settings.push(("REDLOCK_KIND", kind.to_owned()));
+    ChildProcess::spawn("waiter", &settings)
+}
+
 /// A waiter process; `backoff_max_ms` replaces the default longest pause between attempts.
 fn spawn_waiter(
     server: &RedisServer,
@@ -104,18 +120,28 @@ fn spawn_waiter(
     hold_ms: u64,
     backoff_max_ms: Option<u64>,
 ) -> ChildProcess {
-    let mut settings = vec![
+    let mut settings = waiter_settings(server, key, wait_ms, notices, hold_ms);
+    if let Some(max) = backoff_max_ms {
+        settings.push(("REDLOCK_BACKOFF_MAX_MS", max.to_string()));
+    }
+    ChildProcess::spawn("waiter", &settings)
+}
+
+fn waiter_settings(
+    server: &RedisServer,
+    key: &str,
+    wait_ms: u64,
+    notices: bool,
+    hold_ms: u64,
+) -> Vec<(&'static str, String)> {
+    vec![
         ("REDLOCK_HOLD_MS", hold_ms.to_string()),
         ("REDLOCK_URL", server.url()),
         ("REDLOCK_KEY", key.to_owned()),
         ("REDLOCK_TTL_MS", "10000".to_owned()),
         ("REDLOCK_WAIT_MS", wait_ms.to_string()),
         ("REDLOCK_NOTICES", notices.to_string()),
-    ];
-    if let Some(max) = backoff_max_ms {
-        settings.push(("REDLOCK_BACKOFF_MAX_MS", max.to_string()));
-    }
-    ChildProcess::spawn("waiter", &settings)
+    ]
 }
 
 fn fence_of(words: &[String]) -> u64 {
@@ -161,6 +187,71 @@ async fn lock_goes_to_waiting_processes_in_order_of_arrival(notices: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_goes_to_waiting_processes_in_order_of_arrival_with_notices() {
     lock_goes_to_waiting_processes_in_order_of_arrival(true).await;
+}
+
+/// Readers and writers of a read-write lock get it in order of arrival across processes: a
+/// writer first, then the two readers behind it together (in the same hand-off), then the
+/// writer behind them, whom the readers did not let wait longer than their hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_and_writers_get_the_key_in_order_of_arrival_across_processes() {
+    let server = common::server();
+    let mut conn = common::connect(&server.url()).await;
+    let locks = LockManager::new(&server.url()).unwrap();
+    let holder = locks
+        .acquire_with("doc", &common::options(10_000, 0).write())
+        .await
+        .unwrap();
+    let mut waiters = Vec::new();
+    for (i, kind) in ["write", "read", "read", "write"].into_iter().enumerate() {
+        waiters.push(kind_waiter(&server, "doc", kind, 300));
+        until_in_line(&mut conn, "doc", i + 1).await;
+    }
+    holder.release().await.unwrap();
+    let mut fences = Vec::new();
+    for waiter in &mut waiters {
+        fences.push(fence_of(&waiter.expect("ACQUIRED", PATIENCE).await));
+    }
+    assert!(fences[0] < fences[1], "{fences:?}");
+    assert_eq!(
+        fences[2],
+        fences[1] + 1,
+        "the readers got in together: {fences:?}"
+    );
+    assert!(fences[3] > fences[2], "{fences:?}");
+    assert_eq!(in_line(&mut conn, "doc").await, 0);
+}
+
+/// A semaphore's permits go to waiting processes in order of arrival, one per permit freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permits_go_to_waiting_processes_in_order_of_arrival() {
+    let server = common::server();
+    let mut conn = common::connect(&server.url()).await;
+    let locks = LockManager::new(&server.url()).unwrap();
+    let options = common::options(10_000, 0).permits(2);
+    let first = locks.acquire_with("pool", &options).await.unwrap();
+    let second = locks.acquire_with("pool", &options).await.unwrap();
+    let mut waiters = Vec::new();
+    for i in 0..3 {
+        // The first holds long enough for the line to be looked at while it holds.
+        let hold = if i == 0 { 3_000 } else { 200 };
+        waiters.push(kind_waiter(&server, "pool", "permits:2", hold));
+        until_in_line(&mut conn, "pool", i + 1).await;
+    }
+    first.release().await.unwrap();
+    let head = fence_of(&waiters[0].expect("ACQUIRED", PATIENCE).await);
+    assert_eq!(
+        in_line(&mut conn, "pool").await,
+        2,
+        "one permit, one waiter"
+    );
+    second.release().await.unwrap();
+    let mut fences = vec![head];
+    for waiter in &mut waiters[1..] {
+        fences.push(fence_of(&waiter.expect("ACQUIRED", PATIENCE).await));
+    }
+    let mut sorted = fences.clone();
+    sorted.sort_unstable();
+    assert_eq!(fences, sorted, "not handed over in order of arrival");
 }
 
 /// Missed notices (here: none at all) cost latency only: a waiter finds the lock handed to it at

@@ -17,14 +17,19 @@ type Entry = (
 
 /// The value of counter `name`, with label `outcome` when given (0 when never touched).
 fn counter(entries: &[Entry], name: &str, outcome: Option<&str>) -> u64 {
+    labelled(entries, name, outcome.map(|want| ("outcome", want)))
+}
+
+/// The value of counter `name`, summed over the series with `label` when given.
+fn labelled(entries: &[Entry], name: &str, label: Option<(&str, &str)>) -> u64 {
     entries
         .iter()
         .filter(|(key, ..)| key.kind() == MetricKind::Counter && key.key().name() == name)
         .filter(|(key, ..)| {
-            outcome.is_none_or(|want| {
+            label.is_none_or(|(name, want)| {
                 key.key()
                     .labels()
-                    .any(|label| label.key() == "outcome" && label.value() == want)
+                    .any(|label| label.key() == name && label.value() == want)
             })
         })
         .map(|(.., value)| match value {
@@ -98,6 +103,34 @@ async fn acquisitions_releases_renewals_and_losses_are_counted_and_timed() {
         "held for {} s, between acquiring and releasing",
         holds[0]
     );
+}
+
+#[tokio::test]
+async fn read_shares_writes_and_permits_are_counted_by_kind() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let server = RedisServer::spawn().unwrap();
+    let locks = LockManager::new(&server.url()).unwrap();
+    let options = LockOptions::new(Duration::from_secs(5));
+    for (key, options) in [
+        ("doc", options.clone().read()),
+        ("doc", options.clone().read()),
+        ("doc", options.clone().write()),
+        ("pool", options.clone().permits(2)),
+    ] {
+        let guard = locks.acquire_with(key, &options).await.unwrap();
+        guard.release().await.unwrap();
+    }
+    let entries = snapshotter.snapshot().into_vec();
+    let by_kind = |name, kind| labelled(&entries, name, Some(("kind", kind)));
+    assert_eq!(by_kind("redlock_acquire_total", "read"), 2);
+    assert_eq!(by_kind("redlock_acquire_total", "write"), 1);
+    assert_eq!(by_kind("redlock_acquire_total", "permit"), 1);
+    assert_eq!(by_kind("redlock_release_total", "read"), 2);
+    assert_eq!(by_kind("redlock_release_total", "write"), 1);
+    assert_eq!(by_kind("redlock_release_total", "permit"), 1);
+    assert_eq!(by_kind("redlock_acquire_total", "exclusive"), 0);
 }
 
 #[tokio::test]

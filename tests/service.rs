@@ -240,15 +240,19 @@ async fn busy_account_answers_409_after_the_wait() {
     // Someone else (another instance of the service, a batch job) holds the account.
     let held = service
         .locks
-        .acquire_with("account:frank", &LockOptions::new(Duration::from_secs(60)))
+        .acquire_with(
+            "account:frank",
+            &LockOptions::new(Duration::from_secs(60)).write(),
+        )
         .await
         .expect("hold the account's lock");
     let started = Instant::now();
-    let (withdrawal, transfer) = tokio::join!(
+    let (withdrawal, transfer, read) = tokio::join!(
         service.post("/accounts/frank/withdraw/10"),
         service.post("/transfer/grace/frank/10"),
+        service.call(Method::GET, "/accounts/frank"),
     );
-    for (status, body) in [withdrawal, transfer] {
+    for (status, body) in [withdrawal, transfer, read] {
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
         assert!(body.contains("`account:frank` is busy"), "{body}");
     }
@@ -293,4 +297,72 @@ async fn redis_outage_answers_503_and_the_service_recovers() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balance_reads_share_the_account_and_exports_run_two_at_a_time() {
+    let service = Service::start().await;
+    for (account, amount) in [("ivan", 30), ("judy", 40), ("kim", 50)] {
+        service
+            .post_ok(&format!("/accounts/{account}/deposit/{amount}"))
+            .await;
+    }
+
+    // A read held elsewhere does not hold up the service's reads.
+    let reading = service
+        .locks
+        .acquire_with(
+            "account:ivan",
+            &LockOptions::new(Duration::from_secs(60)).read(),
+        )
+        .await
+        .expect("a read share of the account");
+    let started = Instant::now();
+    assert_eq!(service.balance("ivan").await, 30);
+    assert!(
+        started.elapsed() < HANDLER_WAIT,
+        "a read waited for another read"
+    );
+    reading.release().await.expect("release the read share");
+
+    // Six exports at once: two permits, so three rounds, the holders counted in Redis.
+    let mut redis = redis::Client::open(service.server.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    let mut exports = JoinSet::new();
+    for _ in 0..6 {
+        let addr = service.addr;
+        exports.spawn(async move { send(addr, Method::GET, "/export").await });
+    }
+    let mut most = 0;
+    while !exports.is_empty() {
+        let holders: i64 = redis::cmd("ZCARD")
+            .arg("lock:export")
+            .query_async(&mut redis)
+            .await
+            .expect("ZCARD");
+        // The semaphore's key holds its holders and one member naming its kind.
+        most = most.max((holders - 1).max(0));
+        while let Some(done) = exports.try_join_next() {
+            let (status, body) = done.expect("export task");
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body, "account,balance\nivan,30\njudy,40\nkim,50\n");
+        }
+        assert!(started.elapsed() < PATIENCE, "exports never finished");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        most <= i64::from(service::EXPORTS),
+        "{most} exports at once"
+    );
+    assert_eq!(most, 2, "both permits were used");
+    assert!(
+        started.elapsed() >= service::EXPORT_PAUSE * 3,
+        "six exports of {:?} each took {:?} with two at a time",
+        service::EXPORT_PAUSE,
+        started.elapsed()
+    );
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use redlock::{LockManager, LockOptions};
 
+use super::Contention;
+
 /// The setups measured: (processes, tasks per process).
 pub const SETUPS: [(usize, usize); 2] = [(16, 1), (4, 4)];
 
@@ -48,24 +50,15 @@ impl Contender {
     }
 }
 
-/// What one run of a setup measured, over every process.
-pub struct Between {
-    pub rate: f64,
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
-    pub min_cycles: u64,
-    pub max_cycles: u64,
-}
-
-/// Runs `processes` × `tasks` of `contender` for `seconds` against `url`.
+/// Runs `processes` × `tasks` of `contender` for `seconds` against `url`: what it measured,
+/// over every process.
 pub fn run(
     url: &str,
     contender: Contender,
     processes: usize,
     tasks: usize,
     seconds: f64,
-) -> Between {
+) -> Contention {
     let exe = std::env::current_exe().expect("own executable");
     let mut children: Vec<Child> = (0..processes)
         .map(|_| {
@@ -118,7 +111,7 @@ pub fn run(
     }
     waits.sort_unstable();
     let at = |p: f64| waits[((waits.len() - 1) as f64 * p) as usize];
-    Between {
+    Contention {
         rate: cycles.iter().sum::<u64>() as f64 / elapsed.as_secs_f64(),
         p50: at(0.5),
         p99: at(0.99),

@@ -10,6 +10,10 @@
 //! - [`LockManager::with_lock`]: acquire, run a future while renewing the lease, release; the
 //!   future is stopped with [`LockError::Lost`] if the lock is lost.
 //! - [`LockError`]: every failure, typed.
+//! - The lock family, chosen with [`LockOptions`]: the exclusive lock (the default), a read
+//!   share or the write side of a read-write lock ([`LockOptions::read`],
+//!   [`LockOptions::write`]), a permit of a counting semaphore ([`LockOptions::permits`]); see
+//!   [Read-write locks and semaphores](crate#read-write-locks-and-semaphores).
 //!
 //! Deployments: one server ([`LockManager::new`]), Redlock over independent masters
 //! ([`LockManager::redlock`], see [`quorum`]), Redis Cluster (`LockManager::cluster`, feature
@@ -72,6 +76,30 @@
 //! - **Fencing holds across hand-offs.** Each hand-off increments the key's counter in the same
 //!   script, so tokens keep increasing with every holder.
 //!
+//! # Read-write locks and semaphores
+//!
+//! Both are *shared* locks, written once: the key is a sorted set of its holders, each scored
+//! with the end of its own lease on the server's clock, plus one member naming the kind (`#rw`,
+//! or `#<permits>` for a semaphore, so semaphores of different permits cannot share a key). A
+//! holder is admitted when the key has room for it (a reader: no writer holds; a writer: nobody
+//! holds; a permit: fewer than the permits hold) *and* nobody waits in line before it; a holder
+//! whose lease ran out no longer counts and is removed by the next script that looks. Waiting,
+//! hand-off, renewal, fencing and release work as for the exclusive lock, with one difference
+//! in the hand-off: a release (or an attempt that finds expired holders) hands the key to the
+//! longest waiters for as long as it admits them, in order, so readers behind a writer wait
+//! for it and several readers behind a writer get in together when it leaves.
+//!
+//! Why it is safe: a writer is admitted only when the set holds nobody with a valid lease, and
+//! nobody is admitted while a writer's lease is valid; a semaphore admits only while fewer than
+//! its permits hold with a valid lease. Each holder's lease on the server starts at or after its
+//! local lease (counted from when its attempt was sent), so no holder believes it holds after
+//! the server stopped counting it. Every admission increments the key's fencing counter.
+//!
+//! On Redlock a read-write lock is held on a quorum (see [`quorum`]); no line is ordered there:
+//! a waiting writer's place on a master keeps new readers out of that master, so readers cannot
+//! starve writers, and writers take turns as exclusive locks do on Redlock. Semaphores are
+//! refused on Redlock with [`LockError::Config`]: a quorum per holder does not bound holders.
+//!
 //! # Layers
 //!
 //! Modules import only from layers below them (no import circle), from the bottom up:
@@ -86,17 +114,22 @@
 //! 3. `deploy`: where keys live, knowing no primitive. A deployment runs a primitive's call on
 //!    the owner(s) of a key and returns the answers: `server` (one server), `redlock` (every
 //!    master in parallel), [`cluster`] (the slot's master), [`sentinel`] (the named master).
-//! 4. `shared` (a manager's deployment and settings), then the primitives. `lock`, the
-//!    exclusive lock: its calls and what their answers mean, once for every deployment
-//!    (`lock::calls`, and [`quorum`] for Redlock's answers), the acquisition loop
-//!    (`lock::acquire`), `token`, [`LockGuard`], [`LockSet`]. Then [`renew`] (renewal while a
-//!    body runs).
+//! 4. `shared` (a manager's deployment and settings), then the primitives. `lock`, the lock
+//!    family: the calls and what their answers mean, once for every deployment
+//!    (`lock::calls`, the shared locks' requests in `lock::shared`, and [`quorum`] for
+//!    Redlock's answers), the acquisition loop (`lock::acquire`), `token`, [`LockGuard`],
+//!    [`LockSet`]. Then [`renew`] (renewal while a body runs).
 //! 5. [`LockManager`] (`manager`: plain guards, the global manager), then [`run`] (the one path
 //!    for locked calls, `with_lock` and `with_locks` among them), then `builder` (targets, URL
 //!    checks, TLS, constructors) and `__private` (the attribute's adapters).
 //!
-//! A new primitive (a read-write lock, a semaphore) adds its scripts to `scripts` and a module
-//! beside `lock` with its calls and their meaning; no deployment changes.
+//! Read-write locks and semaphores were added this way: their scripts in `scripts`
+//! (`shared_*.lua`, sharing the line's helpers with the exclusive lock's), their requests in
+//! `lock::shared`, and a [`LockKind`] carried by each attempt, guard and release, so that the
+//! acquisition loop, the guard, renewal and Redlock's quorum serve every kind unchanged. No
+//! deployment changed. They did not get modules of their own beside `lock`, as first planned:
+//! their answers are the exclusive lock's (taken, busy with a lease left, held by this task, lost,
+//! another kind), so a module of their own would have repeated every call's reading.
 //!
 //! `testing` (feature `testing`) sits apart, on the public API.
 #![cfg_attr(docsrs, feature(doc_cfg))]

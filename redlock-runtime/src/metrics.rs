@@ -4,10 +4,10 @@
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
-//! | `redlock_acquire_total` | counter | `outcome` = `acquired`, `busy`, `error` | acquisitions asked for, by how they ended (`busy`: the wait ran out) |
+//! | `redlock_acquire_total` | counter | `outcome` = `acquired`, `busy`, `error`; `kind` = `exclusive`, `read`, `write`, `permit` | acquisitions asked for, by how they ended (`busy`: the wait ran out) and what they asked for |
 //! | `redlock_acquire_wait_seconds` | histogram | | from asking to holding, for acquired locks |
 //! | `redlock_hold_seconds` | histogram | | from acquiring to a confirmed release |
-//! | `redlock_release_total` | counter | `outcome` = `released`, `lost`, `error` | releases, by outcome (`lost`: the lock had expired or was taken over) |
+//! | `redlock_release_total` | counter | `outcome` = `released`, `lost`, `error`; `kind` as above | releases, by outcome (`lost`: the lock had expired or was taken over) |
 //! | `redlock_renew_total` | counter | `outcome` = `renewed`, `lost`, `error` | lease renewals, by outcome |
 //! | `redlock_lost_total` | counter | | locks found lost while held (token gone, or lease ran out unconfirmed) |
 //!
@@ -17,6 +17,18 @@
 use std::time::Instant;
 
 use crate::error::LockError;
+use crate::options::LockKind;
+
+/// The `kind` label of a lock.
+#[cfg(feature = "metrics")]
+fn kind_label(kind: LockKind) -> &'static str {
+    match kind {
+        LockKind::Read => "read",
+        LockKind::Write => "write",
+        LockKind::Permits(_) => "permit",
+        _ => "exclusive",
+    }
+}
 
 /// The `outcome` label of a finished operation.
 #[cfg(feature = "metrics")]
@@ -40,33 +52,41 @@ impl Asked {
         )
     }
 
-    /// The acquisition ended with `result`.
-    pub(crate) fn ended<T>(self, result: &Result<T, LockError>) {
+    /// The acquisition of a lock of `kind` ended with `result`.
+    pub(crate) fn ended<T>(self, kind: LockKind, result: &Result<T, LockError>) {
         #[cfg(feature = "metrics")]
         {
-            ::metrics::counter!("redlock_acquire_total", "outcome" => outcome(result, "acquired"))
-                .increment(1);
+            ::metrics::counter!(
+                "redlock_acquire_total",
+                "outcome" => outcome(result, "acquired"),
+                "kind" => kind_label(kind)
+            )
+            .increment(1);
             if result.is_ok() {
                 ::metrics::histogram!("redlock_acquire_wait_seconds").record(self.0.elapsed());
             }
         }
         #[cfg(not(feature = "metrics"))]
-        let _ = result;
+        let _ = (kind, result);
     }
 }
 
-/// A release of a lock acquired at `taken` ended with `result`.
-pub(crate) fn release<T>(result: &Result<T, LockError>, taken: Instant) {
+/// A release of a lock of `kind` acquired at `taken` ended with `result`.
+pub(crate) fn release<T>(kind: LockKind, result: &Result<T, LockError>, taken: Instant) {
     #[cfg(feature = "metrics")]
     {
-        ::metrics::counter!("redlock_release_total", "outcome" => outcome(result, "released"))
-            .increment(1);
+        ::metrics::counter!(
+            "redlock_release_total",
+            "outcome" => outcome(result, "released"),
+            "kind" => kind_label(kind)
+        )
+        .increment(1);
         if result.is_ok() {
             ::metrics::histogram!("redlock_hold_seconds").record(taken.elapsed());
         }
     }
     #[cfg(not(feature = "metrics"))]
-    let _ = (result, taken);
+    let _ = (kind, result, taken);
 }
 
 /// A renewal ended with `result`.

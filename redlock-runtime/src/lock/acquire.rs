@@ -60,7 +60,7 @@ pub(crate) async fn acquire(
         }
         Err(e) => Err(e),
     };
-    asked.ended(&result);
+    asked.ended(settings.kind, &result);
     result
 }
 

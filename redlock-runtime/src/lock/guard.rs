@@ -265,7 +265,7 @@ async fn release(
     acquired_at: Instant,
 ) -> Result<(), LockError> {
     let result = release_once(manager, lock).await;
-    crate::metrics::release(&result, acquired_at);
+    crate::metrics::release(lock.kind, &result, acquired_at);
     result
 }
 
