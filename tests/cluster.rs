@@ -50,9 +50,9 @@ async fn locks_live_on_the_slot_owner_with_a_per_slot_fence_and_sharded_notices(
         .command(&["GET", "lock:account:7"])
         .unwrap();
     assert_eq!(
-        value.len(),
-        48,
-        "the holder's token (32 random digits and a 16-digit task tag) is on the slot owner: {value:?}"
+        value.find('|'),
+        Some(48),
+        "the holder's token (32 random digits and a 16-digit task tag), then who holds it, is on the slot owner: {value:?}"
     );
     // The fencing counter is in the same slot, on the same master.
     let slot = cluster.slot_of("lock:account:7").unwrap();

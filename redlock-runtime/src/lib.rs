@@ -137,6 +137,7 @@
 
 #[doc(hidden)]
 pub mod __private;
+mod admin;
 mod background;
 mod builder;
 #[cfg(feature = "cluster")]
@@ -173,6 +174,7 @@ pub use lock::quorum;
 pub use builder::LockManagerBuilder;
 pub use error::LockError;
 pub use lock::guard::LockGuard;
+pub use lock::inspect::{Holder, Inspection};
 pub use lock::set::LockSet;
 pub use manager::{global, install, LockManager, DEFAULT_PREFIX, DEFAULT_URL};
 pub use options::{LockKind, LockOptions, DEFAULT_RENEW, DEFAULT_TTL, DEFAULT_WAIT, MAX_TTL};

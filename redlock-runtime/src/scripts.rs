@@ -89,6 +89,14 @@ const SHARED_EXTEND_LUA: &str = include_str!("scripts/shared_extend.lua");
 pub(crate) static SHARED_ROLLBACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/shared_rollback.lua")));
 
+/// What a key holds, read only (inspection).
+pub(crate) static INSPECT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/inspect.lua")));
+
+/// The administrative release of a key, whoever holds it.
+pub(crate) static FORCE_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/force_release.lua")));
+
 /// Compare-and-pexpire.
 pub(crate) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
 const EXTEND_LUA: &str = include_str!("scripts/extend.lua");

@@ -22,6 +22,8 @@ pub(crate) struct Config {
     pub(crate) backoff_max: Duration,
     pub(crate) fence_key: String,
     pub(crate) connections: usize,
+    /// Who this manager's locks are held by, as inspection shows it.
+    pub(crate) holder: String,
 }
 
 impl Inner {

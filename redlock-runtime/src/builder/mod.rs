@@ -92,6 +92,15 @@ impl LockManagerBuilder {
         self
     }
 
+    /// The name every lock, read share and permit taken through this manager is recorded with,
+    /// as [`LockManager::inspect`](crate::LockManager::inspect) and the `redlock` tool show it
+    /// (default: the host's name and the process id, `host:1234`). 1 to 128 bytes, without
+    /// whitespace or `|`.
+    pub fn holder_name(mut self, name: impl Into<String>) -> Self {
+        self.config.holder = name.into();
+        self
+    }
+
     /// Redis key of the counter behind fencing tokens (default `"redlock:fence"`). Managers that
     /// lock the same keys must use the same counter.
     pub fn fence_key(mut self, key: impl Into<String>) -> Self {
@@ -190,6 +199,7 @@ impl LockManagerBuilder {
         if config.backoff_min.is_zero() || config.backoff_min > config.backoff_max {
             return Err(LockError::Config("backoff needs 0 < min <= max".into()));
         }
+        check_holder(&config.holder)?;
         if !(1..=MAX_CONNECTIONS).contains(&config.connections) {
             return Err(LockError::Config(format!(
                 "connections per server must be 1 to {MAX_CONNECTIONS}, got {}",
@@ -278,8 +288,47 @@ impl LockManager {
                 backoff_max: Duration::from_millis(200),
                 fence_key: fence::DEFAULT_COUNTER_KEY.to_owned(),
                 connections: DEFAULT_CONNECTIONS,
+                holder: default_holder(),
             },
             notifications: true,
         }
     }
+}
+
+/// The host's name and this process's id, `host:1234` (whitespace and `|` in a host's name
+/// become `-`).
+fn default_holder() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c == '|' {
+                '-'
+            } else {
+                c
+            }
+        })
+        .take(100)
+        .collect();
+    let host = if host.is_empty() {
+        "unknown".to_owned()
+    } else {
+        host
+    };
+    format!("{host}:{}", std::process::id())
+}
+
+/// A holder name is recorded in lock values and places in line, separated by spaces and `|`.
+fn check_holder(name: &str) -> Result<(), LockError> {
+    if name.is_empty()
+        || name.len() > 128
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c == '|' || c.is_control())
+    {
+        return Err(LockError::Config(format!(
+            "holder name must be 1 to 128 bytes without whitespace or `|`, got {name:?}"
+        )));
+    }
+    Ok(())
 }

@@ -173,6 +173,74 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Every key matching `pattern` on every master, `count` at a time (`SCAN` sent to each
+    /// master by its address, as `CLUSTER SLOTS` names them).
+    pub(crate) async fn scan(&self, pattern: &str, count: usize) -> Result<Vec<String>, LockError> {
+        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+        let mut conn = self.connection("").await?;
+        let limit = self.settings.op_timeout;
+        let failed = |e: redis::RedisError| LockError::redis("", e);
+        let slots = crate::deadline::within(limit, "", async {
+            let mut cmd = redis::cmd("CLUSTER");
+            cmd.arg("SLOTS");
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+            conn.route_command(cmd, routing).await.map_err(failed)
+        })
+        .await?;
+        // Each slot range: [start, end, [host, port, id], replicas...].
+        let ranges: Vec<Vec<redis::Value>> =
+            redis::from_redis_value(slots).map_err(|e| failed(redis::RedisError::from(e)))?;
+        let mut masters: Vec<(String, u16)> = ranges
+            .into_iter()
+            .filter_map(|range| {
+                let node = range.into_iter().nth(2)?;
+                let (host, port): (String, u16) =
+                    redis::from_redis_value::<Vec<redis::Value>>(node)
+                        .ok()
+                        .and_then(|node| {
+                            let mut node = node.into_iter();
+                            Some((
+                                redis::from_redis_value(node.next()?).ok()?,
+                                redis::from_redis_value(node.next()?).ok()?,
+                            ))
+                        })?;
+                Some((host, port))
+            })
+            .collect();
+        masters.sort_unstable();
+        masters.dedup();
+        let mut keys = Vec::new();
+        for (host, port) in masters {
+            let mut cursor = 0u64;
+            loop {
+                let step = crate::deadline::within(limit, "", async {
+                    let mut cmd = redis::cmd("SCAN");
+                    cmd.arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(count);
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port,
+                    });
+                    let reply = conn.route_command(cmd, routing).await.map_err(failed)?;
+                    redis::from_redis_value::<(u64, Vec<String>)>(reply)
+                        .map_err(|e| failed(redis::RedisError::from(e)))
+                })
+                .await?;
+                keys.extend(step.1);
+                if step.0 == 0 {
+                    break;
+                }
+                cursor = step.0;
+            }
+        }
+        Ok(keys)
+    }
+}
+
 /// The manager's channel of hand-offs of `key`, in the key's slot (a shard channel must be):
 /// the plain name when the key's own hash tag decides its slot, else with a tag of the key's
 /// slot after it; `None` for the rare key whose braces keep both out of its slot (an unclosed

@@ -267,6 +267,56 @@ impl Deployment {
         }
     }
 
+    /// Every Redis key matching `pattern` (a `SCAN` glob), `count` at a time, on every server
+    /// that holds keys: the one server, the master Sentinel names, each Redlock master (an
+    /// error when fewer than a quorum answer), each cluster master. Never `KEYS`.
+    pub(crate) async fn scan(&self, pattern: &str, count: usize) -> Result<Vec<String>, LockError> {
+        const NONE: Key<'static> = Key {
+            redis: "",
+            name_at: 0,
+        };
+        let mut found = match self {
+            Self::Single(server) => {
+                scan_with(pattern, count, |scan| async move {
+                    server.run(NONE, &scan, Place::SERVER).await
+                })
+                .await?
+            }
+            #[cfg(feature = "sentinel")]
+            Self::Sentinel(sentinel) => {
+                scan_with(pattern, count, |scan| async move {
+                    sentinel.run(NONE, &scan).await
+                })
+                .await?
+            }
+            #[cfg(feature = "cluster")]
+            Self::Cluster(cluster) => Box::pin(cluster.scan(pattern, count)).await?,
+            Self::Redlock(masters) => {
+                let mut keys = Vec::new();
+                let mut answered = Vec::new();
+                for i in 0..masters.len() {
+                    let each = scan_with(pattern, count, |scan| async move {
+                        let mut answers = masters.run_on([i], NONE, &scan).await;
+                        answers.pop().unwrap_or(Ok((0, Vec::new())))
+                    })
+                    .await;
+                    match each {
+                        Ok(found) => {
+                            keys.extend(found);
+                            answered.push(Ok(()));
+                        }
+                        Err(e) => answered.push(Err(e)),
+                    }
+                }
+                masters.enough(&answered)?;
+                keys
+            }
+        };
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
+    }
+
     /// Checks that the deployment answers (for Redlock: a quorum of masters; for a cluster:
     /// one node).
     pub(crate) async fn ping(&self) -> Result<(), LockError> {
@@ -278,6 +328,64 @@ impl Deployment {
             Replies::One(answer) => answer,
             Replies::Each(masters, answers) => masters.enough(&answers),
         }
+    }
+}
+
+/// Every key a `SCAN` with `pattern` finds, one `step` (a `SCAN` on one server) after another
+/// until its cursor comes back to 0.
+async fn scan_with<'p, F, Fut>(
+    pattern: &'p str,
+    count: usize,
+    mut step: F,
+) -> Result<Vec<String>, LockError>
+where
+    F: FnMut(Scan<'p>) -> Fut,
+    Fut: Future<Output = Result<(u64, Vec<String>), LockError>>,
+{
+    let mut keys = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let scan = Scan {
+            pattern,
+            cursor,
+            count,
+        };
+        let (next, batch) = step(scan).await?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+/// One `SCAN` step on one server: keys matching `pattern`, `count` at a time.
+pub(crate) struct Scan<'a> {
+    pub(crate) pattern: &'a str,
+    pub(crate) cursor: u64,
+    pub(crate) count: usize,
+}
+
+impl Call for Scan<'_> {
+    type Answer = (u64, Vec<String>);
+
+    /// Bounded by the operation timeout alone (on Redlock too): no lease is at stake.
+    fn lease(&self) -> Option<Duration> {
+        Some(Duration::MAX)
+    }
+
+    async fn run<C: ConnectionLike + Send>(
+        &self,
+        wire: &mut Wire<'_, C>,
+        _: Place,
+    ) -> Result<(u64, Vec<String>), LockError> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(self.cursor)
+            .arg("MATCH")
+            .arg(self.pattern)
+            .arg("COUNT")
+            .arg(self.count);
+        wire.send(&crate::wire::Request::command(cmd)).await
     }
 }
 

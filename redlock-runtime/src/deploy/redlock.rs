@@ -47,6 +47,11 @@ impl Masters {
         }
     }
 
+    /// How many masters there are.
+    pub(crate) fn len(&self) -> usize {
+        self.servers.len()
+    }
+
     /// How many masters make a quorum: N/2 + 1.
     pub(crate) fn needed(&self) -> usize {
         self.servers.len() / 2 + 1

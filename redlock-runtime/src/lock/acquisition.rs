@@ -80,6 +80,7 @@ impl<'a> Acquisition<'a> {
                 kind: settings.kind,
                 fence_key: &inner.config.fence_key,
                 token: token.as_str(),
+                holder: &inner.config.holder,
                 ttl_ms: settings.ttl_ms(),
                 caller,
                 // A key this process waited for lately is likely busy again.

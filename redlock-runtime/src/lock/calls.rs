@@ -37,6 +37,8 @@ pub(crate) struct Claim<'a> {
     pub(crate) fence_key: &'a str,
     /// The holder's token.
     pub(crate) token: &'a str,
+    /// The holder's name, recorded with the lock.
+    pub(crate) holder: &'a str,
     /// The lease in milliseconds.
     pub(crate) ttl_ms: u64,
     /// For a locked call: the tag that ends the tokens of this task's plain guards, so that a
@@ -55,15 +57,18 @@ pub(crate) struct Claim<'a> {
 }
 
 impl<'a> Claim<'a> {
-    /// A call of an acquire `script` with the attempt's keys and its six arguments (token,
-    /// lease, caller, grace, publishing command, grant channel), sized for `more` after them.
+    /// A call of an acquire `script` with the attempt's keys (and the `companions` a cluster
+    /// must be told of besides the line) and its six arguments (token, lease, caller, grace,
+    /// publishing command, grant channel), sized for `more` after them.
     pub(crate) fn script<'s>(
         &self,
         script: &'s redis::Script,
         at: Place,
+        companions: &[&'static str],
         more: usize,
     ) -> Request<'s> {
-        let mut request = with_line_keys(script, at, self.key.redis, self.fence_key, 6 + more);
+        let (key, fence_key) = (self.key.redis, self.fence_key);
+        let mut request = with_line_keys(script, at, key, fence_key, companions, 6 + more);
         request
             .arg(self.token)
             .arg(self.ttl_ms)
@@ -150,10 +155,16 @@ impl Call for Claim<'_> {
         }
         let fence_key = at.companion(self.fence_key);
         if self.likely_free {
-            let mut set = Cmd::with_capacity(6, 64 + self.key.redis.len());
+            // The value says who holds the lock (see `scripts/queue.lua`); its fencing token is
+            // known from the reply only, and written in by the first renewal.
+            let since = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let value = format!("{}|{since} - {}", self.token, self.holder);
+            let mut set = Cmd::with_capacity(6, 64 + self.key.redis.len() + value.len());
             set.arg("SET")
                 .arg(self.key.redis)
-                .arg(self.token)
+                .arg(value)
                 .arg("NX")
                 .arg("PX")
                 .arg(self.ttl_ms);
@@ -166,7 +177,8 @@ impl Call for Claim<'_> {
                 return Ok(replicated(Attempt::Acquired(fence), written.short));
             }
         }
-        let script = self.script(&scripts::ACQUIRE, at, 0);
+        let mut script = self.script(&scripts::ACQUIRE, at, &[], 1);
+        script.arg(self.holder);
         let written: Written<Attempt> = wire.write(script).await?;
         Ok(replicated(written.answer, written.short))
     }
@@ -182,24 +194,26 @@ fn replicated(attempt: Attempt, short: Option<(usize, usize)>) -> Attempt {
     }
 }
 
-/// A call of `script` (the acquire or release script) with the keys it touches: the lock, its
+/// A call of `script` (an acquire or release script) with the keys it touches: the lock, its
 /// fencing counter, and on a cluster, which must be told every key, the key's line of waiters
-/// (one server's script names the line itself; see `scripts/queue.lua`); `args` arguments follow.
+/// and its other `companions` (one server's script names them itself; see
+/// `scripts/line.lua`); `args` arguments follow.
 pub(crate) fn with_line_keys<'s>(
     script: &'s redis::Script,
     at: Place,
     key: &str,
     fence_key: &str,
+    companions: &[&'static str],
     args: usize,
 ) -> Request<'s> {
     let every_key = at.declares_every_key();
-    let keys = if every_key { 4 } else { 2 };
-    let mut request = Request::script(script, keys, keys + args, 4 * key.len() + 200);
+    let keys = if every_key { 4 + companions.len() } else { 2 };
+    let mut request = Request::script(script, keys, keys + args, (4 + keys) * key.len() + 200);
     request.arg(key).arg(&*at.companion(fence_key));
     if every_key {
-        request
-            .arg(at.companion_of(fence_key, "queue", key))
-            .arg(at.companion_of(fence_key, "waiters", key));
+        for kind in ["queue", "waiters"].iter().chain(companions) {
+            request.arg(at.companion_of(fence_key, kind, key));
+        }
     }
     request
 }
@@ -277,7 +291,7 @@ impl Call for Release<'_> {
             rollback.arg(key).arg(token);
             return wire.send(&rollback).await;
         }
-        let mut release = with_line_keys(&scripts::RELEASE, at, key, self.lock.fence_key, 3);
+        let mut release = with_line_keys(&scripts::RELEASE, at, key, self.lock.fence_key, &[], 3);
         release.arg(token);
         // `PUBLISH` when the key was released is the script's default.
         if at.notice != Notice::Publish {
@@ -296,6 +310,9 @@ impl Call for Release<'_> {
 pub(crate) struct Extend<'a> {
     pub(crate) lock: Holding<'a>,
     pub(crate) ttl_ms: u64,
+    /// The holder's fencing token, to be written into an exclusive lock's value that does not
+    /// show it yet (the first renewal of a lock taken by a bare `SET NX`).
+    pub(crate) fence: Option<u64>,
 }
 
 impl Call for Extend<'_> {
@@ -315,8 +332,11 @@ impl Call for Extend<'_> {
         let request = if self.lock.kind.is_shared() {
             shared::extend(&self.lock, self.ttl_ms)
         } else {
-            let mut request = Request::script(&scripts::EXTEND, 1, 3, key.redis.len() + 64);
+            let mut request = Request::script(&scripts::EXTEND, 1, 4, key.redis.len() + 80);
             request.arg(key.redis).arg(self.lock.token).arg(self.ttl_ms);
+            if let Some(fence) = self.fence {
+                request.arg(fence);
+            }
             request
         };
         let written: Written<i64> = wire.write(request).await?;

@@ -1,6 +1,6 @@
 //! A held lock: its key, token, fencing token and lease.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,9 @@ pub struct LockGuard {
     /// confirmed acquire or renewal was *sent*, plus the ttl, minus the clock drift allowance.
     lease_end: AtomicU64,
     state: AtomicU8,
+    /// Whether a renewal has written the fencing token into the lock's value (see
+    /// `scripts/queue.lua`).
+    fence_recorded: AtomicBool,
 }
 
 impl std::fmt::Debug for LockGuard {
@@ -78,6 +81,7 @@ impl LockGuard {
             ttl,
             lease_end: AtomicU64::new(nanos(lease_end(sent, ttl) - sent)),
             state: AtomicU8::new(HOLDS),
+            fence_recorded: AtomicBool::new(kind.is_shared()),
         }
     }
 
@@ -147,14 +151,20 @@ impl LockGuard {
         let sent = Instant::now();
         let ttl_ms = self.ttl.as_millis() as u64;
         let limit = self.manager.config.op_timeout;
+        let fence = match self.fence_recorded.load(Ordering::Relaxed) {
+            true => None,
+            false => Some(self.fence),
+        };
+        let deployment = &self.manager.deployment;
         let renewed = crate::deadline::within(
             limit,
             self.key(),
-            once_more(|| crate::lock::extend(&self.manager.deployment, self.holding(), ttl_ms)),
+            once_more(|| crate::lock::extend(deployment, self.holding(), ttl_ms, fence)),
         )
         .await
         .or_else(not_ours)?;
         if renewed {
+            self.fence_recorded.store(true, Ordering::Relaxed);
             // Of two renewals confirmed concurrently, the one sent later counts.
             let end = lease_end(sent, self.ttl) - self.acquired_at;
             self.lease_end.fetch_max(nanos(end), Ordering::AcqRel);

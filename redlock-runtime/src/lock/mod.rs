@@ -21,6 +21,7 @@ pub(crate) mod acquire;
 pub(crate) mod acquisition;
 pub(crate) mod calls;
 pub(crate) mod guard;
+pub(crate) mod inspect;
 pub mod quorum;
 pub(crate) mod set;
 pub(crate) mod shared;
@@ -65,13 +66,20 @@ pub(crate) async fn release(
     }
 }
 
-/// Compare-and-pexpire; `false` when the token no longer holds the lock.
+/// Compare-and-pexpire; `false` when the token no longer holds the lock. `fence`, when given,
+/// is written into the value where it does not show the holder's fencing token yet.
 pub(crate) async fn extend(
     deployment: &Deployment,
     lock: Holding<'_>,
     ttl_ms: u64,
+    fence: Option<u64>,
 ) -> Result<bool, LockError> {
-    match deployment.run(lock.key, &Extend { lock, ttl_ms }).await {
+    let call = Extend {
+        lock,
+        ttl_ms,
+        fence,
+    };
+    match deployment.run(lock.key, &call).await {
         Replies::One(answer) => answer,
         Replies::Each(masters, answers) => masters.verdict(lock.key.name(), &answers),
     }

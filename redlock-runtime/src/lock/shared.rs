@@ -38,6 +38,9 @@ fn member<'a>(lock: &Holding<'a>) -> Cow<'a, str> {
     }
 }
 
+/// The companion a cluster must be told of besides the line: who holds the key.
+const HOLDERS: &[&str] = &["holders"];
+
 fn flag(on: bool) -> &'static str {
     if on {
         "1"
@@ -58,11 +61,12 @@ pub(crate) fn kind_found(found: &str) -> Option<LockKind> {
 
 /// An acquisition attempt.
 pub(crate) fn attempt<'s>(claim: &Claim<'_>, at: Place) -> Request<'s> {
-    let mut script = claim.script(&scripts::SHARED_ACQUIRE, at, 3);
+    let mut script = claim.script(&scripts::SHARED_ACQUIRE, at, HOLDERS, 4);
     script
         .arg(&*kind_member(claim.kind))
         .arg(mode(claim.kind))
-        .arg(flag(at.hand_offs));
+        .arg(flag(at.hand_offs))
+        .arg(claim.holder);
     script
 }
 
@@ -72,11 +76,22 @@ pub(crate) fn release<'s>(lock: &Holding<'_>, notify: bool, at: Place) -> Reques
     let key = lock.key.redis;
     if !notify {
         let member = member(lock);
-        let mut rollback = Request::script(&scripts::SHARED_ROLLBACK, 1, 2, key.len() + 60);
-        rollback.arg(key).arg(&*member);
+        let mut rollback = Request::script(&scripts::SHARED_ROLLBACK, 2, 4, 2 * key.len() + 120);
+        rollback
+            .arg(key)
+            .arg(at.companion_of(lock.fence_key, "holders", key))
+            .arg(&*member)
+            .arg(lock.token);
         return rollback;
     }
-    let mut release = with_line_keys(&scripts::SHARED_RELEASE, at, key, lock.fence_key, 6);
+    let mut release = with_line_keys(
+        &scripts::SHARED_RELEASE,
+        at,
+        key,
+        lock.fence_key,
+        HOLDERS,
+        6,
+    );
     release
         .arg(lock.token)
         .arg(&*kind_member(lock.kind))

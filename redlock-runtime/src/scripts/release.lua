@@ -13,13 +13,14 @@
 local publish = ARGV[2] or 'PUBLISH'
 local value = redis.call('GET', KEYS[1])
 -- Nobody in line (the value is not marked): delete and tell, as simply as can be.
-if value == ARGV[1] then
+if value and string.sub(value, 1, 49) == ARGV[1] .. '|' then
     redis.call('DEL', KEYS[1])
     redis.call(publish, KEYS[1], 'released')
     return 1
 end
 --[[queue]]
-if value ~= ARGV[1] .. '+' then
+local holder, marked = holder_of(value)
+if holder ~= ARGV[1] or not marked then
     leave(ARGV[1])
     if ARGV[3] then
         redis.call(publish, KEYS[1], 'released')

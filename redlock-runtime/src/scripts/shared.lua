@@ -3,9 +3,20 @@
 -- one member naming the kind, scored +inf: `#rw` for a read-write lock, `#<permits>` for a
 -- semaphore. A writer's member is its token after a `w`; a reader's or a permit's is its token.
 -- A holder whose lease ran out counts no longer, and is removed by the next script that looks.
+-- Who each holder is lives in HOLDERS, a hash beside the key, `<counter>:holders:<key>` (on a
+-- cluster KEYS[5]): token -> `<since> <fence> <name>`, as the exclusive lock's value says it.
 -- KIND (the kind asked for) and MODE ('r' for a read share or a permit, 'w' for a writer) are set
 -- by the script before this part.
 local PERMITS = tonumber(string.match(KIND, '^#(%d+)$'))
+local HOLDERS = KEYS[5] or (KEYS[2] .. ':holders:' .. KEYS[1])
+
+-- The token of a holder's member.
+local function token_of(member)
+    if string.sub(member, 1, 1) == 'w' then
+        return string.sub(member, 2)
+    end
+    return member
+end
 
 -- The member of `token` holding in `mode`.
 local function member_of(token, mode)
@@ -17,7 +28,14 @@ end
 
 -- How many hold the key now (the kind's member aside), once expired holders are gone.
 local function holders(now)
-    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+    local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+    if #gone > 0 then
+        redis.call('ZREM', KEYS[1], unpack(gone))
+        for i, member in ipairs(gone) do
+            gone[i] = token_of(member)
+        end
+        redis.call('HDEL', HOLDERS, unpack(gone))
+    end
     local n = redis.call('ZCARD', KEYS[1])
     if n > 0 then
         return n - 1
@@ -42,16 +60,37 @@ local function admits(mode, now)
     return string.sub(redis.call('ZRANGE', KEYS[1], 0, 0)[1], 1, 1) ~= 'w'
 end
 
--- Makes `token` a holder in `mode` with a lease of `lease` ms from `now`: the key's own expiry
--- covers the longest lease. Returns its fencing token.
-local function hold(token, mode, lease, now)
-    if redis.call('ZADD', KEYS[1], 'NX', 'inf', KIND) == 1 then
-        redis.call('PEXPIRE', KEYS[1], lease)
-    elseif redis.call('PTTL', KEYS[1]) < lease then
+-- Makes `token`, named `name`, a holder in `mode` with a lease of `lease` ms from `now`: the
+-- expiry of the key and of HOLDERS covers the longest lease. Returns its fencing token.
+local function hold(token, mode, lease, now, name)
+    local new = redis.call('ZADD', KEYS[1], 'NX', 'inf', KIND) == 1
+    if new or redis.call('PTTL', KEYS[1]) < lease then
         redis.call('PEXPIRE', KEYS[1], lease)
     end
     redis.call('ZADD', KEYS[1], now + lease, member_of(token, mode))
-    return redis.call('INCR', KEYS[2])
+    local fence = redis.call('INCR', KEYS[2])
+    redis.call('HSET', HOLDERS, token, now .. ' ' .. fence .. ' ' .. name)
+    if redis.call('PTTL', HOLDERS) < lease then
+        redis.call('PEXPIRE', HOLDERS, lease)
+    end
+    return fence
+end
+
+-- Takes `member` out of the holders; the key (and HOLDERS) go with the last holder. Whether it
+-- held.
+local function unhold(member, now)
+    if redis.call('ZREM', KEYS[1], member) == 0 then
+        return false
+    end
+    redis.call('HDEL', HOLDERS, token_of(member))
+    return true
+end
+
+-- Deletes the key and HOLDERS once nobody holds.
+local function drop_if_empty(now)
+    if holders(now) == 0 then
+        redis.call('DEL', KEYS[1], HOLDERS)
+    end
 end
 
 -- Hands the key to the longest waiters for as long as it admits them, in their order (so
@@ -64,13 +103,13 @@ local function grant(publish, now, granted)
         if not first then
             return
         end
-        local lease, mode, channel = string.match(rest, '^(%d+) ([rw]) ?(.*)$')
+        local lease, mode, name, channel = string.match(rest, '^(%d+) ([rw]) (%S+) ?(.*)$')
         if lease and not admits(mode, now) then
             return
         end
         leave(first)
         if lease then
-            local fence = hold(first, mode, tonumber(lease), now)
+            local fence = hold(first, mode, tonumber(lease), now, name)
             if channel == '' then
                 channel = KEYS[1]
             end

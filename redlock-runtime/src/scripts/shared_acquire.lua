@@ -1,13 +1,15 @@
 -- Take a share of a read-write lock, or a permit of a semaphore, if the key admits it and
 -- nobody waits before us; otherwise wait in line.
--- KEYS[1]: the key; KEYS[2]: the fencing counter; on a cluster KEYS[3] and KEYS[4]: its line.
+-- KEYS[1]: the key; KEYS[2]: the fencing counter; on a cluster KEYS[3] and KEYS[4]: its line,
+-- KEYS[5]: who holds it.
 -- ARGV[1]: the holder's token; ARGV[2]: the lease in milliseconds; ARGV[3]: the caller's task
 -- tag, which ends the tokens of plain guards taken by that task, or ''; ARGV[4]: how long, in
 -- milliseconds, the caller keeps its place in line without attempting again ('0': no place);
 -- ARGV[5]: the command that publishes notices; ARGV[6]: the channel on which the caller's
 -- process hears of a hand-off to it, or ''; ARGV[7]: the kind (`#rw`, `#<permits>`); ARGV[8]:
 -- the mode ('r' or 'w'); ARGV[9]: '1' when the line is kept in order with hand-offs, '0' on a
--- Redlock master, where a place only keeps readers out while a writer waits.
+-- Redlock master, where a place only keeps readers out while a writer waits; ARGV[10]: the
+-- holder's name.
 -- Returns {1, fencing token} when taken, {0, ms until the first holder's lease ends} when busy,
 -- {3, that} when busy while a plain guard of the caller's task holds the key, {2, what the key
 -- is} when it is another kind of lock (`#rw`, `#<permits>`, `lock`) or not a lock at all.
@@ -23,7 +25,7 @@ if kind == 'zset' then
     end
 elseif kind == 'string' then
     local value = redis.call('GET', KEYS[1])
-    if string.find(value, '^[0-9a-f]+%+?$') and string.len(value) >= 48 then
+    if string.find(value, '^[0-9a-f]+%+?|') and string.find(value, '|', 1, true) >= 49 then
         return {2, 'lock'}
     end
     return {2, kind}
@@ -39,7 +41,7 @@ local member = member_of(ARGV[1], MODE)
 local score = redis.call('ZSCORE', KEYS[1], member)
 if score and tonumber(score) >= now then
     leave(ARGV[1])
-    return {1, hold(ARGV[1], MODE, lease, now)}
+    return {1, hold(ARGV[1], MODE, lease, now, ARGV[10])}
 end
 local ordered = ARGV[9] == '1'
 if ordered then
@@ -55,7 +57,7 @@ end
 local first = first_waiter()
 if (not first or (not ordered and MODE == 'w')) and admits(MODE, now) then
     leave(ARGV[1])
-    return {1, hold(ARGV[1], MODE, lease, now)}
+    return {1, hold(ARGV[1], MODE, lease, now, ARGV[10])}
 end
 local soonest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local left = -1
@@ -72,6 +74,6 @@ if ARGV[3] ~= '' then
 end
 local grace = tonumber(ARGV[4])
 if grace > 0 and (ordered or MODE == 'w') then
-    wait_in_line(grace, ARGV[2] .. ' ' .. MODE .. ' ' .. ARGV[6])
+    wait_in_line(grace, ARGV[2] .. ' ' .. MODE .. ' ' .. ARGV[10] .. ' ' .. ARGV[6])
 end
 return {0, left}
