@@ -30,6 +30,7 @@
 //! curl -X POST localhost:3000/transfer/alice/bob/20
 //! curl localhost:3000/accounts/bob
 //! curl localhost:3000/export
+//! curl localhost:3000/metrics   # Prometheus; the lock manager's with `--features metrics`
 //! ```
 //!
 //! Without `REDIS_URL` the example starts a throwaway `redis-server` (it must be installed);
@@ -44,6 +45,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use redlock::testing::RedisServer;
@@ -66,13 +68,35 @@ pub struct App {
     pub locks: LockManager,
     /// Where the balances are kept (reconnects by itself after an outage).
     pub redis: ConnectionManager,
+    /// What `GET /metrics` renders: the process's metrics, the lock manager's among them.
+    pub metrics: PrometheusHandle,
+}
+
+/// The process's Prometheus recorder, installed as the `metrics` recorder on first use. With
+/// the `metrics` feature of `redlock` (`cargo run --example service --features metrics`), the
+/// lock manager's counters and histograms are in it.
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder installed first keeps its place; this one then renders nothing.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
 }
 
 impl App {
     /// Connects to the Redis at `url` for the balances; `locks` may point elsewhere.
     pub async fn connect(locks: LockManager, url: &str) -> Result<App, redis::RedisError> {
         let redis = redis::Client::open(url)?.get_connection_manager().await?;
-        Ok(App { locks, redis })
+        Ok(App {
+            locks,
+            redis,
+            metrics: prometheus(),
+        })
     }
 
     /// The balance of `account`; an account never seen holds 0.
@@ -195,7 +219,16 @@ pub fn app(state: App) -> Router {
         .route("/accounts/{id}/withdraw/{amount}", post(withdraw))
         .route("/transfer/{from}/{to}/{amount}", post(transfer))
         .route("/export", get(export))
+        .route("/metrics", get(scrape))
         .with_state(state)
+}
+
+/// `GET /metrics`: the Prometheus text exposition of the process's metrics.
+async fn scrape(State(app): State<App>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
 }
 
 /// `GET /accounts/{id}`: the balance, as a number. Reads share the account's lock: they run
@@ -323,6 +356,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -X POST {base}/transfer/alice/bob/20");
     println!("  curl {base}/accounts/bob");
     println!("  curl {base}/export");
+    println!("  curl {base}/metrics");
     println!("Ctrl+C stops the service (and the throwaway redis-server).");
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {

@@ -366,3 +366,39 @@ async fn balance_reads_share_the_account_and_exports_run_two_at_a_time() {
         started.elapsed()
     );
 }
+
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_scraped_in_the_prometheus_format_after_locked_requests() {
+    let service = Service::start().await;
+    for _ in 0..3 {
+        service.post_ok("/accounts/liam/deposit/10").await;
+    }
+    assert_eq!(service.balance("liam").await, 30);
+    let (status, body) = service.call(Method::GET, "/metrics").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Other tests of this binary lock too (one recorder per process): at least these requests.
+    let acquired: f64 = body
+        .lines()
+        .filter(|line| {
+            line.starts_with("redlock_acquire_total{")
+                && line.contains("outcome=\"acquired\"")
+                && line.contains("kind=\"write\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        acquired >= 3.0,
+        "three deposits took the account's write lock: {body}"
+    );
+    assert!(
+        body.contains("kind=\"read\""),
+        "the balance read took a read share: {body}"
+    );
+    assert!(
+        body.contains("# TYPE redlock_acquire_wait_seconds"),
+        "{body}"
+    );
+    assert!(body.contains("redlock_release_total{"), "{body}");
+    assert!(!body.contains("liam"), "no key in any label: {body}");
+}
