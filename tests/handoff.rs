@@ -469,7 +469,7 @@ async fn a_hand_off_is_told_to_the_new_holders_process_alone() {
         until_in_line(&mut conn, "vault", i + 1).await;
     }
     // Each place names its process's channel once that process subscribed
-    // ("<expiry> <lease> <channel>").
+    // ("<expiry> <lease> <holder> <channel>").
     let started = Instant::now();
     loop {
         let places: Vec<String> = redis::cmd("HVALS")
@@ -480,7 +480,7 @@ async fn a_hand_off_is_told_to_the_new_holders_process_alone() {
         if places.len() == 3
             && places
                 .iter()
-                .all(|p| p.split(' ').nth(2).is_some_and(|c| !c.is_empty()))
+                .all(|p| p.split(' ').nth(3).is_some_and(|c| !c.is_empty()))
         {
             break;
         }

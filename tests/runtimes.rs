@@ -214,7 +214,7 @@ fn waiters_on_two_runtimes_each_hear_their_hand_off_on_their_own_runtime() {
                 .unwrap();
             let mut channels: Vec<&str> = places
                 .lines()
-                .filter_map(|place| place.split(' ').nth(2))
+                .filter_map(|place| place.split(' ').nth(3))
                 .filter(|channel| !channel.is_empty())
                 .collect();
             channels.dedup();

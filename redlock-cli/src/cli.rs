@@ -85,7 +85,7 @@ pub(crate) async fn run(args: Args) -> Result<bool, String> {
                 show::lines(inspection, json);
             }
             if held.is_empty() && !json {
-                println!("no lock held matches `{pattern}`");
+                out!("no lock held matches `{pattern}`");
             }
             Ok(!held.is_empty())
         }
@@ -97,9 +97,9 @@ pub(crate) async fn run(args: Args) -> Result<bool, String> {
         Command::Release { force: _, key } => {
             let removed = Box::pin(locks.force_release(&key)).await.map_err(explain)?;
             if removed {
-                println!("released `{key}`: its holders were removed and its waiters woken");
+                out!("released `{key}`: its holders were removed and its waiters woken");
             } else {
-                println!("`{key}` was not held");
+                out!("`{key}` was not held");
             }
             Ok(removed)
         }
@@ -113,7 +113,7 @@ pub(crate) async fn run(args: Args) -> Result<bool, String> {
             loop {
                 let inspection = Box::pin(locks.inspect(&key)).await.map_err(explain)?;
                 found |= inspection.is_held();
-                println!(
+                out!(
                     "-- {}",
                     humantime::format_rfc3339_seconds(std::time::SystemTime::now())
                 );

@@ -12,8 +12,29 @@
 //! Keys are written as the application names them; the prefix (`lock:` by default) is added.
 //! Exit codes: 0 found (or released), 1 not found or nothing held, 2 usage or connection error.
 
+/// Prints a line on standard output (see [`say`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::say(format_args!($($arg)*))
+    };
+}
+
 mod cli;
 mod show;
+
+/// Writes `line` to standard output; a reader that went away (`redlock list | head`) ends the
+/// program quietly instead of with a panic, and any other failure to write is exit code 2.
+pub(crate) fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("redlock: cannot write the output: {e}");
+        std::process::exit(2);
+    }
+}
 
 use std::process::ExitCode;
 

@@ -8,9 +8,9 @@ use redlock_runtime::{Holder, Inspection, LockKind};
 pub(crate) fn lines(inspection: &Inspection, json: bool) {
     for holder in &inspection.holders {
         if json {
-            println!("{}", object(inspection, holder));
+            out!("{}", object(inspection, holder));
         } else {
-            println!(
+            out!(
                 "{}  {}  token {}  lease {}  ({})",
                 inspection.key,
                 holder.name,
@@ -34,19 +34,20 @@ pub(crate) fn key(inspection: &Inspection, json: bool) {
                 "lease_remaining_ms": null,
                 "waiting": inspection.waiting,
             });
-            println!("{nobody}");
+            out!("{nobody}");
         }
         lines(inspection, true);
         return;
     }
     let Some(what) = inspection.kind else {
-        println!(
+        out!(
             "{}: not held; {} waiting",
-            inspection.key, inspection.waiting
+            inspection.key,
+            inspection.waiting
         );
         return;
     };
-    println!(
+    out!(
         "{}: {}, {} holder{}, {} waiting",
         inspection.key,
         family(what),
@@ -63,21 +64,21 @@ pub(crate) fn key(inspection: &Inspection, json: bool) {
             || "unknown".to_owned(),
             |since| humantime::format_rfc3339_millis(since).to_string(),
         );
-        println!("  holder          {}", holder.name);
-        println!("  kind            {}", kind(holder.kind));
-        println!("  fencing token   {}", token(holder));
-        println!("  held since      {since}");
-        println!("  lease left      {}", lease(holder.lease_remaining));
-        println!("  token in Redis  {}", holder.token);
+        out!("  holder          {}", holder.name);
+        out!("  kind            {}", kind(holder.kind));
+        out!("  fencing token   {}", token(holder));
+        out!("  held since      {since}");
+        out!("  lease left      {}", lease(holder.lease_remaining));
+        out!("  token in Redis  {}", holder.token);
     }
     for (i, master) in inspection.masters.iter().enumerate() {
         match master {
-            Some(view) => println!(
+            Some(view) => out!(
                 "  master {i}: {} holder{}",
                 view.holders.len(),
                 if view.holders.len() == 1 { "" } else { "s" }
             ),
-            None => println!("  master {i}: no answer"),
+            None => out!("  master {i}: no answer"),
         }
     }
 }

@@ -228,3 +228,45 @@ async fn several_urls_are_redlock_masters_and_show_each_masters_view() {
         "each master's view: {out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_goes_away_ends_the_output_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let server = RedisServer::spawn().unwrap();
+    let locks = manager(&server.url(), "many");
+    let mut guards = Vec::new();
+    for i in 0..300 {
+        guards.push(
+            locks
+                .acquire_with(&format!("k:{i}"), &options())
+                .await
+                .unwrap(),
+        );
+    }
+    let url = server.url();
+    let (status, err) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_redlock"))
+            .args(["--url", &url, "list"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.starts_with("k:"), "{first}");
+        // The reader is gone (`| head -1`); the tool must not panic writing the rest.
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

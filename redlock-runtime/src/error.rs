@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::options::LockKind;
+use crate::kind::LockKind;
 
 /// Why a lock operation failed.
 ///

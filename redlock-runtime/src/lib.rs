@@ -146,6 +146,7 @@ mod deadline;
 mod deploy;
 mod error;
 pub mod fence;
+mod kind;
 mod lease;
 mod link;
 mod lock;

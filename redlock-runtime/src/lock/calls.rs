@@ -1,94 +1,19 @@
-//! The exclusive lock's calls on the server that owns a key, and what their answers mean:
-//! [`Claim`] (an acquisition attempt), [`Release`], [`Extend`] and [`RaiseFence`].
+//! The calls on the server that owns a key, and what their answers mean: [`Claim`] (an
+//! acquisition attempt), [`Release`], [`Extend`] and [`RaiseFence`]; the exclusive lock's
+//! requests in place, the shared locks' from `shared`.
 
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 use redis::Cmd;
 
-use crate::deploy::{Call, Key, Notice, Place};
+use crate::deploy::{Call, Notice, Place};
 use crate::error::LockError;
+use crate::lock::claim::with_line_keys;
+pub(crate) use crate::lock::claim::{Claim, Holding};
 use crate::lock::shared;
-use crate::options::LockKind;
 use crate::scripts;
 use crate::wire::{Request, Wire, Written};
-
-/// A lock as its holder names it: what release and extend act on.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Holding<'a> {
-    pub(crate) key: Key<'a>,
-    /// What the key is held as.
-    pub(crate) kind: LockKind,
-    /// The fencing counter's Redis key, which also names the key's line of waiters.
-    pub(crate) fence_key: &'a str,
-    /// The holder's token.
-    pub(crate) token: &'a str,
-}
-
-/// One acquisition attempt: which lock, for whom, for how long.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Claim<'a> {
-    pub(crate) key: Key<'a>,
-    /// What the key is taken as (the exclusive lock's calls are below; the others' requests
-    /// are in `shared`).
-    pub(crate) kind: LockKind,
-    /// The fencing counter's Redis key (on a cluster, the counter of the key's slot is named
-    /// from it).
-    pub(crate) fence_key: &'a str,
-    /// The holder's token.
-    pub(crate) token: &'a str,
-    /// The holder's name, recorded with the lock.
-    pub(crate) holder: &'a str,
-    /// The lease in milliseconds.
-    pub(crate) ttl_ms: u64,
-    /// For a locked call: the tag that ends the tokens of this task's plain guards, so that a
-    /// key held by one of them is reported ([`Attempt::HeldByThisTask`]) instead of waited for.
-    pub(crate) caller: Option<&'a str>,
-    /// Whether the lock is expected to be free (no holder seen yet): then an exclusive lock's
-    /// attempt is a bare `SET NX PX` pipelined with the counter's `INCR`, and the script runs
-    /// only if that fails.
-    pub(crate) likely_free: bool,
-    /// How long the caller keeps its place in the key's line of waiters without attempting
-    /// again, in milliseconds; 0: it does not wait in line (a single attempt, or on Redlock).
-    pub(crate) grace_ms: u64,
-    /// The channel on which the caller's process hears of a hand-off of the key to it, named
-    /// in its place in line (`None`: not subscribed; a hand-off is then found by an attempt).
-    pub(crate) grants: Option<&'a str>,
-}
-
-impl<'a> Claim<'a> {
-    /// A call of an acquire `script` with the attempt's keys (and the `companions` a cluster
-    /// must be told of besides the line) and its six arguments (token, lease, caller, grace,
-    /// publishing command, grant channel), sized for `more` after them.
-    pub(crate) fn script<'s>(
-        &self,
-        script: &'s redis::Script,
-        at: Place,
-        companions: &[&'static str],
-        more: usize,
-    ) -> Request<'s> {
-        let (key, fence_key) = (self.key.redis, self.fence_key);
-        let mut request = with_line_keys(script, at, key, fence_key, companions, 6 + more);
-        request
-            .arg(self.token)
-            .arg(self.ttl_ms)
-            .arg(self.caller.unwrap_or(""))
-            .arg(self.grace_ms)
-            .arg(at.notice.command())
-            .arg(self.grants.unwrap_or(""));
-        request
-    }
-
-    /// The lock this attempt would hold.
-    pub(crate) fn holding(&self) -> Holding<'a> {
-        Holding {
-            key: self.key,
-            kind: self.kind,
-            fence_key: self.fence_key,
-            token: self.token,
-        }
-    }
-}
 
 /// What an acquisition attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,11 +82,15 @@ impl Call for Claim<'_> {
         if self.likely_free {
             // The value says who holds the lock (see `scripts/queue.lua`); its fencing token is
             // known from the reply only, and written in by the first renewal.
-            let since = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
-            let value = format!("{}|{since} - {}", self.token, self.holder);
-            let mut set = Cmd::with_capacity(6, 64 + self.key.redis.len() + value.len());
+            let value = Uncontended {
+                token: self.token,
+                since: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis()),
+                holder: self.holder,
+            };
+            let bytes = 96 + self.key.redis.len() + self.holder.len();
+            let mut set = Cmd::with_capacity(6, bytes);
             set.arg("SET")
                 .arg(self.key.redis)
                 .arg(value)
@@ -184,6 +113,23 @@ impl Call for Claim<'_> {
     }
 }
 
+/// The value of a lock taken by the bare `SET NX`: `<token>|<since> - <holder>` (its fencing
+/// token unknown until the reply), written straight into the command.
+struct Uncontended<'a> {
+    token: &'a str,
+    since: u128,
+    holder: &'a str,
+}
+
+impl redis::ToRedisArgs for Uncontended<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        out.write_arg_fmt(format_args!(
+            "{}|{} - {}",
+            self.token, self.since, self.holder
+        ));
+    }
+}
+
 /// `attempt`, unless too few replicas acknowledged the lock it took.
 fn replicated(attempt: Attempt, short: Option<(usize, usize)>) -> Attempt {
     match (attempt, short) {
@@ -192,30 +138,6 @@ fn replicated(attempt: Attempt, short: Option<(usize, usize)>) -> Attempt {
         }
         (attempt, _) => attempt,
     }
-}
-
-/// A call of `script` (an acquire or release script) with the keys it touches: the lock, its
-/// fencing counter, and on a cluster, which must be told every key, the key's line of waiters
-/// and its other `companions` (one server's script names them itself; see
-/// `scripts/line.lua`); `args` arguments follow.
-pub(crate) fn with_line_keys<'s>(
-    script: &'s redis::Script,
-    at: Place,
-    key: &str,
-    fence_key: &str,
-    companions: &[&'static str],
-    args: usize,
-) -> Request<'s> {
-    let every_key = at.declares_every_key();
-    let keys = if every_key { 4 + companions.len() } else { 2 };
-    let mut request = Request::script(script, keys, keys + args, (4 + keys) * key.len() + 200);
-    request.arg(key).arg(&*at.companion(fence_key));
-    if every_key {
-        for kind in ["queue", "waiters"].iter().chain(companions) {
-            request.arg(at.companion_of(fence_key, kind, key));
-        }
-    }
-    request
 }
 
 /// What a release did.

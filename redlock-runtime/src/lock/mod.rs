@@ -20,6 +20,7 @@ use crate::error::LockError;
 pub(crate) mod acquire;
 pub(crate) mod acquisition;
 pub(crate) mod calls;
+pub(crate) mod claim;
 pub(crate) mod guard;
 pub(crate) mod inspect;
 pub mod quorum;

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use crate::deploy::Place;
-use crate::lock::calls::{with_line_keys, Claim, Holding};
+use crate::lock::claim::{with_line_keys, Claim, Holding};
 use crate::options::LockKind;
 use crate::scripts;
 use crate::wire::Request;

@@ -1,9 +1,9 @@
 -- The line of waiters of a key, at the top of the scripts that wait in it or hand over.
 -- KEYS[1]: the key (also the channel of its notices); KEYS[2]: the fencing counter;
 -- LINE: the waiters in order of arrival (a sorted set of tokens); PLACES: each waiter's entry,
--- "<expiry> <lease> ..." (a hash; for a shared lock, "<expiry> <lease> <mode> <channel>", else
--- "<expiry> <lease> <channel>"), the first two in milliseconds, the last where its process hears
--- of a hand-off (or nothing): a waiter keeps its place only while it renews it, by attempting
+-- "<expiry> <lease> ..." (a hash; for a shared lock, "<expiry> <lease> <mode> <holder> <channel>",
+-- else "<expiry> <lease> <holder> <channel>"), the first two in milliseconds, the holder's name,
+-- the last where its process hears of a hand-off (or nothing): a waiter keeps its place only while it renews it, by attempting
 -- again, within its grace, before its expiry. Their names follow from the counter's and the
 -- key's, `<counter>:queue:<key>` and `<counter>:waiters:<key>`; a cluster, which must be told
 -- every key a script touches, passes them as KEYS[3] and KEYS[4] (with the key's slot tag), one
@@ -22,8 +22,9 @@ local function leave(token)
     end
 end
 
--- The longest waiter whose place has not expired, and the rest of its entry after the expiry;
--- nil when nobody waits. Expired waiters met on the way leave the line.
+-- The longest waiter whose place has not expired, the rest of its entry after the expiry, and
+-- the time it was looked at (ms); nil when nobody waits. Expired waiters met on the way leave
+-- the line.
 local function first_waiter()
     local now
     while true do
@@ -36,7 +37,7 @@ local function first_waiter()
             now = now or now_ms()
             local expiry, rest = string.match(entry, '^(%d+) (.*)$')
             if expiry and tonumber(expiry) >= now then
-                return first, rest
+                return first, rest, now
             end
         end
         leave(first)

@@ -46,14 +46,14 @@ end
 -- lock's. The lease is the waiter's own: the hand-off costs no further round trip.
 -- Returns the new holder's token and fencing token, or false when nobody waits.
 local function hand_off(publish)
-    local first, rest = first_waiter()
+    local first, rest, now = first_waiter()
     if not first then
         return false
     end
     leave(first)
     local lease, name, channel = string.match(rest, '^(%d+) (%S+) ?(.*)$')
     local fence = redis.call('INCR', KEYS[2])
-    redis.call('SET', KEYS[1], value_for(first, about(now_ms(), fence, name)), 'PX', lease)
+    redis.call('SET', KEYS[1], value_for(first, about(now, fence, name)), 'PX', lease)
     if channel == '' then
         channel = KEYS[1]
     end
