@@ -268,3 +268,26 @@ async fn a_cluster_lists_held_keys_of_every_master() {
     assert!(locks.force_release("acct:2").await.unwrap());
     assert_eq!(locks.list("acct:*").await.unwrap().len(), 29);
 }
+
+#[cfg(feature = "sentinel")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_sentinel_the_named_master_is_inspected_and_listed() {
+    let setup = redlock::testing::RedisSentinel::spawn(1).unwrap();
+    let locks = LockManager::builder_sentinel(setup.sentinel_urls(), setup.master_name())
+        .holder_name("sentinel-1")
+        .build()
+        .unwrap();
+    let guard = locks
+        .acquire_with("nightly", &common::options(10_000, 0).permits(2))
+        .await
+        .unwrap();
+    let listed = locks.list("*").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].holders[0].name, "sentinel-1");
+    assert_eq!(
+        listed[0].holders[0].fencing_token,
+        Some(guard.fencing_token())
+    );
+    assert!(locks.force_release("nightly").await.unwrap());
+    assert!(locks.list("*").await.unwrap().is_empty());
+}
