@@ -27,6 +27,14 @@ pub(crate) struct Config {
 }
 
 impl Inner {
+    /// `redis_key` (the prefix, then the key) as a call names it.
+    pub(crate) fn key<'a>(&self, redis_key: &'a str) -> crate::deploy::Key<'a> {
+        crate::deploy::Key {
+            redis: redis_key,
+            name_at: self.config.prefix.len(),
+        }
+    }
+
     pub(crate) fn redis_key(&self, key: &str) -> String {
         let mut full = String::with_capacity(self.config.prefix.len() + key.len());
         full.push_str(&self.config.prefix);

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::deploy::Key;
 use crate::error::LockError;
 use crate::lock::acquisition::Acquisition;
 use crate::lock::guard::LockGuard;
@@ -23,10 +22,7 @@ pub(crate) async fn acquire(
     settings: &Settings,
     caller: Option<Tag>,
 ) -> Result<LockGuard, LockError> {
-    let key = Key {
-        redis: &redis_key,
-        name_at: inner.config.prefix.len(),
-    };
+    let key = inner.key(&redis_key);
     let asked = crate::metrics::Asked::now();
     let span = tracing::debug_span!(
         "redlock.acquire",

@@ -80,11 +80,35 @@ fn about(text: &str) -> (Option<SystemTime>, Option<u64>, String) {
     (since, fence, name)
 }
 
-/// The read-only inspection of one key on the server that owns it.
-pub(crate) struct Inspect<'a> {
+/// The key an administrative call is about, and the fencing counter its companions are named
+/// from.
+pub(crate) struct OnKey<'a> {
     pub(crate) key: crate::deploy::Key<'a>,
     pub(crate) fence_key: &'a str,
 }
+
+impl OnKey<'_> {
+    /// A call of `script` with the key and its companions of `kinds`, then `args` arguments.
+    fn script<'s>(
+        &self,
+        script: &'s redis::Script,
+        at: Place,
+        kinds: &[&'static str],
+        args: usize,
+    ) -> Request<'s> {
+        let key = self.key.redis;
+        let keys = 1 + kinds.len();
+        let mut request = Request::script(script, keys, keys + args, (1 + keys) * key.len() + 100);
+        request.arg(key);
+        for kind in kinds {
+            request.arg(at.companion_of(self.fence_key, kind, key));
+        }
+        request
+    }
+}
+
+/// The read-only inspection of one key on the server that owns it.
+pub(crate) struct Inspect<'a>(pub(crate) OnKey<'a>);
 
 impl Call for Inspect<'_> {
     type Answer = Inspection;
@@ -99,16 +123,14 @@ impl Call for Inspect<'_> {
         wire: &mut Wire<'_, C>,
         at: Place,
     ) -> Result<Inspection, LockError> {
-        let key = self.key.redis;
-        let mut request = Request::script(&scripts::INSPECT, 3, 3, 4 * key.len() + 100);
-        request
-            .arg(key)
-            .arg(at.companion_of(self.fence_key, "queue", key))
-            .arg(at.companion_of(self.fence_key, "holders", key));
+        let request = self
+            .0
+            .script(&scripts::INSPECT, at, &["queue", "holders"], 0);
         let reply: redis::Value = wire.send(&request).await?;
-        read(self.key.name(), reply).map_err(|e| {
+        let name = self.0.key.name();
+        read(name, reply).map_err(|e| {
             LockError::redis(
-                self.key.name(),
+                name,
                 redis::RedisError::from((redis::ErrorKind::Parse, "inspection", e.to_string())),
             )
         })
@@ -226,10 +248,7 @@ pub(crate) fn quorum(name: &str, masters: Vec<Option<Inspection>>, needed: usize
 
 /// The administrative release of one key on the server that owns it; `true` when it removed a
 /// holder.
-pub(crate) struct ForceRelease<'a> {
-    pub(crate) key: crate::deploy::Key<'a>,
-    pub(crate) fence_key: &'a str,
-}
+pub(crate) struct ForceRelease<'a>(pub(crate) OnKey<'a>);
 
 impl Call for ForceRelease<'_> {
     type Answer = bool;
@@ -244,12 +263,8 @@ impl Call for ForceRelease<'_> {
         wire: &mut Wire<'_, C>,
         at: Place,
     ) -> Result<bool, LockError> {
-        let key = self.key.redis;
-        let mut request = Request::script(&scripts::FORCE_RELEASE, 2, 3, 2 * key.len() + 80);
-        request
-            .arg(key)
-            .arg(at.companion_of(self.fence_key, "holders", key))
-            .arg(at.notice.command());
+        let mut request = self.0.script(&scripts::FORCE_RELEASE, at, &["holders"], 1);
+        request.arg(at.notice.command());
         let removed: i64 = wire.send(&request).await?;
         Ok(removed == 1)
     }
