@@ -131,7 +131,13 @@ impl LockGuard {
         !self.remaining().is_zero()
     }
 
-    pub(crate) fn lease_end(&self) -> Instant {
+    /// The local, conservative end of the lease on this machine's monotonic clock: the last
+    /// confirmed acquire or renewal's send time plus the ttl, minus the drift allowance. While
+    /// the lock is held, [`remaining`](Self::remaining) counts down to it. It moves forward only
+    /// with a confirmed renewal, and after the lock is released or found lost it still tells
+    /// when the lease ended (or would have): the moment a holder's work stopped being
+    /// protected, for a history of who held what when.
+    pub fn lease_end(&self) -> Instant {
         self.acquired_at + Duration::from_nanos(self.lease_end.load(Ordering::Acquire))
     }
 

@@ -67,6 +67,13 @@ pub enum ServerError {
     /// The server is stopped (see [`RedisServer::stop`](super::RedisServer::stop)).
     #[error("redis-server is stopped")]
     Stopped,
+    /// A network namespace could not be made, changed or entered (see
+    /// [`Namespace`](super::Namespace)): the machine refuses them, or an `ip` command failed.
+    #[error("network namespace: {detail}")]
+    Namespace {
+        /// The command that failed and what it printed.
+        detail: String,
+    },
 }
 
 impl ServerError {

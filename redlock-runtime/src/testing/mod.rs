@@ -39,6 +39,7 @@
 use std::time::Duration;
 
 mod error;
+mod netns;
 mod options;
 mod process;
 mod proxy;
@@ -48,6 +49,7 @@ mod servers;
 mod tests;
 
 pub use error::ServerError;
+pub use netns::Namespace;
 pub use options::ServerOptions;
 use process::*;
 pub use proxy::{Proxy, ProxyMode};

@@ -1,5 +1,10 @@
 //! How to start a server: [`ServerOptions`].
 
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::Namespace;
+
 /// How to start a [`RedisServer`](super::RedisServer): TCP without password by default.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
@@ -7,6 +12,8 @@ pub struct ServerOptions {
     pub(super) password: Option<String>,
     pub(super) args: Vec<String>,
     pub(super) own_session: bool,
+    pub(super) namespace: Option<(Arc<Namespace>, Ipv4Addr)>,
+    pub(super) config: Option<String>,
 }
 
 impl ServerOptions {
@@ -36,6 +43,23 @@ impl ServerOptions {
     /// only drop kills it: a server whose owner dies without dropping it keeps running.
     pub fn own_session(mut self, yes: bool) -> Self {
         self.own_session = yes;
+        self
+    }
+
+    /// Start the server inside the network namespace `namespace`, listening on its loopback
+    /// (where [`RedisServer::command`](super::RedisServer::command) reaches it, from a thread
+    /// inside the namespace) and on `address`, an address the test gave the namespace;
+    /// [`RedisServer::url`](super::RedisServer::url) names `address`. Linux only, as root.
+    pub fn namespace(mut self, namespace: &Arc<Namespace>, address: Ipv4Addr) -> Self {
+        self.namespace = Some((namespace.clone(), address));
+        self
+    }
+
+    /// Start from a configuration file holding `text`, written to the server's directory and
+    /// passed before every other argument. A sentinel needs one (it records what it learns
+    /// there): `.config("sentinel monitor main 10.77.0.2 6379 2\n").arg("--sentinel")`.
+    pub fn config(mut self, text: impl Into<String>) -> Self {
+        self.config = Some(text.into());
         self
     }
 

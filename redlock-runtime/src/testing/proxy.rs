@@ -22,6 +22,8 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 const REBIND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Size of one read.
 const CHUNK: usize = 16 * 1024;
+/// How much later a chunk "lost" in [`ProxyMode::Lossy`] arrives.
+const RETRANSMIT: Duration = Duration::from_millis(200);
 
 /// What a [`Proxy`] does with traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,6 +35,17 @@ pub enum ProxyMode {
     /// Forward everything, each chunk held back this long in each direction (a round trip gains
     /// twice the delay).
     Delay(Duration),
+    /// Forward everything in order, each chunk held back a random time up to `delay` in each
+    /// direction; `loss_percent` out of every hundred chunks are held back another 200 ms, as
+    /// if lost once and sent again (the shortest retransmission timeout of Linux's TCP), and
+    /// the chunks behind them wait too (TCP delivers in order). What an application sees of a
+    /// link with jitter and packet loss.
+    Lossy {
+        /// The longest hold-back of a chunk that was not lost.
+        delay: Duration,
+        /// Chunks "lost" out of every hundred (0 to 100).
+        loss_percent: u8,
+    },
     /// Close every connection and refuse new ones: nothing listens on the address.
     Drop,
     /// Accept and read, but forward nothing and answer nothing. Connections that lost bytes are
@@ -49,6 +62,8 @@ pub enum ProxyMode {
 /// - [`ProxyMode::Pass`]: forward everything at once;
 /// - [`ProxyMode::Delay`]: hold back every chunk of bytes, in each direction, by a fixed delay
 ///   (order and throughput are kept: it adds latency, not a bandwidth limit);
+/// - [`ProxyMode::Lossy`]: hold back every chunk a random time, and now and then much longer,
+///   in order (jitter and packet loss as TCP delivers them);
 /// - [`ProxyMode::Drop`]: close every connection and refuse new ones (nothing listens);
 /// - [`ProxyMode::Blackhole`]: accept connections and read them, but forward and answer nothing,
 ///   like a peer that vanished without a reset. Bytes swallowed by the blackhole are gone, so a
@@ -323,7 +338,7 @@ async fn connection(
     match mode {
         ProxyMode::Drop => return,
         ProxyMode::Blackhole => return swallow(client, modes).await,
-        ProxyMode::Pass | ProxyMode::Delay(_) => {}
+        ProxyMode::Pass | ProxyMode::Delay(_) | ProxyMode::Lossy { .. } => {}
     }
     let server = tokio::select! {
         connected = TcpStream::connect(upstream) => match connected {
@@ -374,6 +389,8 @@ async fn pump(
     let (queue, mut queued) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let read = async move {
         let mut buf = vec![0; CHUNK];
+        // When the chunk read last goes out: none goes out before it.
+        let mut last = Instant::now();
         loop {
             let n = match from.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
@@ -382,12 +399,23 @@ async fn pump(
             let at = match modes.borrow().1 {
                 ProxyMode::Pass => Instant::now(),
                 ProxyMode::Delay(delay) => Instant::now() + delay,
+                ProxyMode::Lossy {
+                    delay,
+                    loss_percent,
+                } => {
+                    let mut at = Instant::now() + delay.mul_f64(fastrand::f64());
+                    if fastrand::u8(0..100) < loss_percent {
+                        at += RETRANSMIT;
+                    }
+                    at.max(last)
+                }
                 ProxyMode::Blackhole => {
                     poisoned.store(true, Ordering::SeqCst);
                     continue;
                 }
                 ProxyMode::Drop => return,
             };
+            last = at;
             if poisoned.load(Ordering::SeqCst) || queue.send((at, buf[..n].to_vec())).is_err() {
                 return;
             }
@@ -492,6 +520,39 @@ mod tests {
 
         proxy.set_mode(ProxyMode::Pass).unwrap();
         round_trip(&mut stream, &mut reader).unwrap();
+    }
+
+    #[test]
+    fn lossy_keeps_order_and_holds_lost_chunks_back_a_retransmission() {
+        let proxy = Proxy::start(echo_server()).unwrap();
+        let (mut stream, mut reader) = client(&proxy);
+        proxy
+            .set_mode(ProxyMode::Lossy {
+                delay: Duration::from_millis(20),
+                loss_percent: 30,
+            })
+            .unwrap();
+        // Sent one by one, without waiting: they come back in the order sent.
+        for i in 0..40 {
+            writeln!(stream, "line {i}").unwrap();
+            thread::sleep(Duration::from_millis(1));
+        }
+        for i in 0..40 {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            assert_eq!(line, format!("line {i}\n"));
+        }
+
+        proxy
+            .set_mode(ProxyMode::Lossy {
+                delay: Duration::ZERO,
+                loss_percent: 100,
+            })
+            .unwrap();
+        let start = Instant::now();
+        round_trip(&mut stream, &mut reader).unwrap();
+        let lost_both_ways = start.elapsed();
+        assert!(lost_both_ways >= 2 * RETRANSMIT, "{lost_both_ways:?}");
     }
 
     #[test]

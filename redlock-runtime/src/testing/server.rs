@@ -7,10 +7,11 @@
 use std::fmt;
 use std::fs;
 use std::io;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,9 +20,12 @@ use tempfile::TempDir;
 
 use super::{
     error_message, file_len, find_binary, free_port, kill_and_reap, live_child, log_tail,
-    percent_encode, render, send_signal, ServerError, ServerOptions, BIN_ENV, COMMAND_TIMEOUT,
-    PORT_ATTEMPTS, PROBE_TIMEOUT, READY_POLL, READY_TIMEOUT, REBIND_TIMEOUT,
+    percent_encode, render, send_signal, Namespace, ServerError, ServerOptions, BIN_ENV,
+    COMMAND_TIMEOUT, PORT_ATTEMPTS, PROBE_TIMEOUT, READY_POLL, READY_TIMEOUT, REBIND_TIMEOUT,
 };
+
+/// The configuration file a server with [`ServerOptions::config`] starts from, in its directory.
+const CONFIG_FILE: &str = "redis.conf";
 
 /// Where a server listens.
 #[derive(Debug, Clone)]
@@ -43,6 +47,10 @@ pub struct RedisServer {
     pub(super) password: Option<String>,
     pub(super) args: Vec<String>,
     pub(super) own_session: bool,
+    /// The network namespace it runs in, and the address it listens on there besides loopback.
+    pub(super) namespace: Option<(Arc<Namespace>, Ipv4Addr)>,
+    /// Whether it starts from [`CONFIG_FILE`] in its directory.
+    pub(super) config: bool,
     pub(super) log_path: PathBuf,
     pub(super) dir: TempDir,
 }
@@ -115,6 +123,11 @@ impl RedisServer {
         } else {
             Endpoint::Tcp(0)
         };
+        if let Some(text) = &opts.config {
+            let path = dir.path().join(CONFIG_FILE);
+            fs::write(&path, text)
+                .map_err(|e| ServerError::io(format!("writing {}", path.display()), e))?;
+        }
         let mut server = RedisServer {
             child: Mutex::new(None),
             paused: AtomicBool::new(false),
@@ -123,6 +136,8 @@ impl RedisServer {
             password: opts.password,
             args: opts.args,
             own_session: opts.own_session,
+            namespace: opts.namespace,
+            config: opts.config.is_some(),
             log_path: dir.path().join("redis.log"),
             dir,
         };
@@ -132,7 +147,7 @@ impl RedisServer {
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    server.endpoint = Endpoint::Tcp(free_port()?);
+                    server.endpoint = Endpoint::Tcp(server.inside(free_port)??);
                     match server.launch() {
                         Err(e) if e.is_addr_in_use() && attempt < PORT_ATTEMPTS => continue,
                         other => break other?,
@@ -148,12 +163,27 @@ impl RedisServer {
     ///
     /// `redis://127.0.0.1:PORT` or `redis+unix:///path/to/redis.sock`; with a password
     /// `redis://:PW@127.0.0.1:PORT` or `redis+unix:///path/to/redis.sock?pass=PW`
-    /// (percent-encoded).
+    /// (percent-encoded). A server in a network namespace is named by the address it was given
+    /// there ([`ServerOptions::namespace`]).
     pub fn url(&self) -> String {
+        let host = self
+            .namespace
+            .as_ref()
+            .map_or(Ipv4Addr::LOCALHOST, |&(_, address)| address);
+        self.url_at(host)
+    }
+
+    /// The address given to the server in its network namespace, if it runs in one.
+    pub fn address(&self) -> Option<Ipv4Addr> {
+        self.namespace.as_ref().map(|&(_, address)| address)
+    }
+
+    /// The URL naming `host` (for a TCP server).
+    fn url_at(&self, host: Ipv4Addr) -> String {
         match (&self.endpoint, &self.password) {
-            (Endpoint::Tcp(port), None) => format!("redis://127.0.0.1:{port}"),
+            (Endpoint::Tcp(port), None) => format!("redis://{host}:{port}"),
             (Endpoint::Tcp(port), Some(pw)) => {
-                format!("redis://:{}@127.0.0.1:{port}", percent_encode(pw, false))
+                format!("redis://:{}@{host}:{port}", percent_encode(pw, false))
             }
             (Endpoint::Unix(path), pw) => {
                 let path = percent_encode(&path.to_string_lossy(), true);
@@ -315,10 +345,17 @@ impl RedisServer {
     /// Spawn the process on `self.endpoint` and wait until it is ready; kills it on failure.
     fn launch(&self) -> Result<Child, ServerError> {
         let mut cmd = Command::new(&self.bin);
+        if self.config {
+            cmd.arg(self.dir.path().join(CONFIG_FILE));
+        }
         match &self.endpoint {
             Endpoint::Tcp(port) => {
                 cmd.arg("--port").arg(port.to_string());
                 cmd.args(["--bind", "127.0.0.1"]);
+                if let Some((namespace, address)) = &self.namespace {
+                    cmd.arg(address.to_string());
+                    namespace.enter_on_exec(&mut cmd);
+                }
             }
             Endpoint::Unix(path) => {
                 // A socket file left by a killed server; redis would unlink it too.
@@ -442,12 +479,25 @@ impl RedisServer {
                 io::ErrorKind::TimedOut,
             ))),
         };
-        let client = redis::Client::open(self.url())?;
-        let mut conn = client.get_connection_with_timeout(left()?)?;
-        let left = left()?;
-        conn.set_read_timeout(Some(left))?;
-        conn.set_write_timeout(Some(left))?;
-        conn.req_command(redis::Cmd::new().arg(args))
+        // Over loopback: inside the server's namespace when it has one.
+        let client = redis::Client::open(self.url_at(Ipv4Addr::LOCALHOST))?;
+        let talk = move || {
+            let mut conn = client.get_connection_with_timeout(left()?)?;
+            let left = left()?;
+            conn.set_read_timeout(Some(left))?;
+            conn.set_write_timeout(Some(left))?;
+            conn.req_command(redis::Cmd::new().arg(args))
+        };
+        self.inside(talk)
+            .map_err(|e| redis::RedisError::from(io::Error::other(e.to_string())))?
+    }
+
+    /// Runs `f` inside the server's network namespace (on a thread of its own), or here.
+    fn inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, ServerError> {
+        match &self.namespace {
+            Some((namespace, _)) => namespace.run(f),
+            None => Ok(f()),
+        }
     }
 }
 

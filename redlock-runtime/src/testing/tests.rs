@@ -306,3 +306,38 @@ fn nested_replies_are_rendered() {
     }
     assert_eq!(percent_encode("a b/@", false), "a%20b%2F%40");
 }
+
+#[test]
+fn a_server_in_a_namespace_listens_on_its_address_there_and_goes_with_it() {
+    let name = format!("rlunit{}", std::process::id());
+    let namespace = std::sync::Arc::new(Namespace::create(&name).expect(
+        "network namespaces (this test needs root and iproute2's `ip`, as the partition suite)",
+    ));
+    namespace
+        .ip(&["addr", "add", "10.77.0.1/24", "dev", "lo"])
+        .unwrap();
+    let address = Ipv4Addr::new(10, 77, 0, 1);
+    let server =
+        RedisServer::spawn_with(ServerOptions::new().namespace(&namespace, address)).unwrap();
+    let port = server.port().unwrap();
+    assert_eq!(server.url(), format!("redis://10.77.0.1:{port}"));
+    assert_eq!(server.address(), Some(address));
+    assert_eq!(server.command(&["SET", "k", "v"]).unwrap(), "OK");
+    let reached = namespace
+        .run(|| TcpStream::connect((address, port)).is_ok())
+        .unwrap();
+    assert!(reached, "nothing listens on {address}:{port} in {name}");
+    let listed = |name: &str| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some(name))
+    };
+    assert!(listed(&name));
+    drop(server);
+    drop(namespace);
+    assert!(!listed(&name), "{name} is still there");
+}
