@@ -109,6 +109,53 @@ async fn a_renewal_the_replica_does_not_acknowledge_loses_the_lock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_off_counts_only_once_the_replica_acknowledges_it() {
+    let primary = common::server();
+    let replica = RedisServer::spawn_replica_of(&primary).unwrap();
+    // Two managers, as two processes: the hand-off comes from the release script on the
+    // primary, which waits for no replica.
+    let (holder, waiter) = (acknowledged(&primary), acknowledged(&primary));
+    let held = common::within(holder.acquire_with("paid", &common::options(10_000, 0)))
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .acquire_with("paid", &common::options(10_000, 2_500))
+            .await
+    });
+    let start = std::time::Instant::now();
+    while holder.inspect("paid").await.unwrap().waiting != 1 {
+        assert!(
+            start.elapsed() < common::PATIENCE,
+            "the waiter took no place in line"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The replica stops acknowledging; the release hands the lock to the waiter on the
+    // primary alone.
+    replica.pause().unwrap();
+    held.release().await.unwrap();
+    let outcome = common::within(waiting).await.unwrap();
+    replica.resume().unwrap();
+    let error = outcome.expect_err("a hand-off no replica acknowledged was used");
+    assert!(
+        matches!(
+            error,
+            LockError::NotReplicated {
+                acknowledged: 0,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // Acknowledged again, the lock is granted.
+    let guard = common::within(holder.acquire_with("paid", &common::options(10_000, 5_000)))
+        .await
+        .unwrap();
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_waiting_for_replicas_does_not_stall_other_commands() {
     let primary = common::server();
     let mut replica = RedisServer::spawn_replica_of(&primary).unwrap();

@@ -7,6 +7,7 @@
 //! Short form (CI): 20 s. Long form: `REDLOCK_SOAK_SECONDS=300 cargo test --test soak -- --nocapture`.
 
 mod fault_support;
+mod history;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fault_support::{emit, now_ns, setting, ChildProcess};
+use history::{check, Section};
 use redlock::testing::RedisServer;
 use redlock::{distributed_lock, LockError, LockManager};
 
@@ -24,65 +26,7 @@ const KEYS: usize = 2;
 const TTL_MS: u64 = 1_000;
 
 // ---------------------------------------------------------------------------------------------
-// The interval checker.
-
-/// One critical section: the lock `key` held with `token` from `enter` to `exit` (ns on the
-/// shared clock) by process `pid`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Section {
-    key: String,
-    token: u64,
-    enter: u64,
-    exit: u64,
-    pid: u32,
-}
-
-/// What the checker found.
-#[derive(Debug, Default)]
-struct Verdict {
-    sections: usize,
-    /// Pairs of sections of one key that were inside at the same time.
-    overlaps: Vec<(Section, Section)>,
-    /// Pairs where the later-entered section does not carry a strictly greater token.
-    token_regressions: Vec<(Section, Section)>,
-}
-
-/// Checks mutual exclusion and token order, key by key.
-fn check(sections: &[Section]) -> Verdict {
-    let mut by_key: BTreeMap<&str, Vec<&Section>> = BTreeMap::new();
-    for section in sections {
-        by_key.entry(&section.key).or_default().push(section);
-    }
-    let mut verdict = Verdict {
-        sections: sections.len(),
-        ..Verdict::default()
-    };
-    for list in by_key.values_mut() {
-        list.sort_by_key(|s| (s.enter, s.exit));
-        // The section still inside the latest (the one with the greatest exit so far).
-        let mut latest: Option<&Section> = None;
-        for pair in list.windows(2) {
-            if pair[1].token <= pair[0].token {
-                verdict
-                    .token_regressions
-                    .push((pair[0].clone(), pair[1].clone()));
-            }
-        }
-        for &section in list.iter() {
-            if let Some(prev) = latest {
-                if section.enter < prev.exit {
-                    verdict.overlaps.push((prev.clone(), section.clone()));
-                }
-                if section.exit > prev.exit {
-                    latest = Some(section);
-                }
-            } else {
-                latest = Some(section);
-            }
-        }
-    }
-    verdict
-}
+// The interval checker (`tests/history`), on hand-made histories.
 
 fn section(key: &str, token: u64, enter: u64, exit: u64) -> Section {
     Section {
@@ -90,6 +34,7 @@ fn section(key: &str, token: u64, enter: u64, exit: u64) -> Section {
         token,
         enter,
         exit,
+        lease_end: u64::MAX,
         pid: 1,
     }
 }
@@ -106,6 +51,17 @@ fn checker_accepts_disjoint_sections_with_increasing_tokens() {
     assert_eq!(verdict.sections, 5);
     assert!(verdict.overlaps.is_empty(), "{verdict:?}");
     assert!(verdict.token_regressions.is_empty(), "{verdict:?}");
+}
+
+#[test]
+fn checker_counts_a_section_only_while_its_lease_protected_it() {
+    // Cut off from Redis, `1` worked on past the end of its lease at 40.
+    let mut cut_off = section("a", 1, 0, 100);
+    cut_off.lease_end = 40;
+    let verdict = check(&[cut_off.clone(), section("a", 2, 50, 60)]);
+    assert!(verdict.overlaps.is_empty(), "{verdict:?}");
+    let verdict = check(&[cut_off, section("a", 2, 30, 60)]);
+    assert_eq!(verdict.overlaps.len(), 1, "{verdict:?}");
 }
 
 #[test]
@@ -284,6 +240,7 @@ impl Tally {
                             token,
                             enter,
                             exit: at.parse().unwrap(),
+                            lease_end: u64::MAX,
                             pid,
                         }),
                         None => self.unmatched.push(line.clone()),
@@ -306,6 +263,7 @@ impl Tally {
                 token,
                 enter,
                 exit: death,
+                lease_end: u64::MAX,
                 pid: worker.process.pid(),
             });
         }

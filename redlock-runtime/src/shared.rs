@@ -24,6 +24,11 @@ pub(crate) struct Config {
     pub(crate) connections: usize,
     /// Who this manager's locks are held by, as inspection shows it.
     pub(crate) holder: String,
+    /// Whether acquires wait for replicas to acknowledge them
+    /// ([`LockManagerBuilder::replica_acks`](crate::LockManagerBuilder::replica_acks)): a
+    /// hand-off, written by a release that waits for no replica, is then confirmed by an
+    /// acknowledged attempt before it counts.
+    pub(crate) replica_acks: bool,
 }
 
 impl Inner {

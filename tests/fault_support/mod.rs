@@ -93,8 +93,24 @@ pub struct ChildProcess {
 impl ChildProcess {
     /// Runs `child_process_entry` of this test binary as `role`, with extra environment.
     pub fn spawn(role: &str, env: &[(&str, String)]) -> Self {
-        let exe = std::env::current_exe().expect("path of the test binary");
-        let mut command = Command::new(exe);
+        Self::spawn_command(Command::new(Self::exe()), role, env)
+    }
+
+    /// Like [`spawn`](Self::spawn), the process starting inside the network namespace
+    /// `namespace` (a host of the partition suite's network).
+    pub fn spawn_in(
+        namespace: &redlock::testing::Namespace,
+        role: &str,
+        env: &[(&str, String)],
+    ) -> Self {
+        Self::spawn_command(namespace.command(Self::exe()), role, env)
+    }
+
+    fn exe() -> std::path::PathBuf {
+        std::env::current_exe().expect("path of the test binary")
+    }
+
+    fn spawn_command(mut command: Command, role: &str, env: &[(&str, String)]) -> Self {
         command
             .args([
                 "--exact",

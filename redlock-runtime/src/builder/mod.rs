@@ -189,7 +189,8 @@ impl LockManagerBuilder {
     /// Checks the settings and builds the manager. Connections are opened on first use; call
     /// [`LockManager::ping`] to check the servers early.
     pub fn build(self) -> Result<LockManager, LockError> {
-        let config = self.config.clone();
+        let mut config = self.config.clone();
+        config.replica_acks = self.replica_acks.is_some();
         config.defaults.validate()?;
         if config.op_timeout.is_zero() {
             return Err(LockError::Config(
@@ -289,6 +290,7 @@ impl LockManager {
                 fence_key: fence::DEFAULT_COUNTER_KEY.to_owned(),
                 connections: DEFAULT_CONNECTIONS,
                 holder: default_holder(),
+                replica_acks: false,
             },
             notifications: true,
         }

@@ -47,6 +47,10 @@ pub(crate) struct Acquisition<'a> {
     in_line_since: Option<Instant>,
     /// Whether the acquisition ended (taken, or its place in line given up).
     ended: bool,
+    /// The fencing token of the last lock this acquisition took and gave back (0: none). A
+    /// hand-off notice carrying it (or an older one) is void: it may arrive after the lock it
+    /// tells of was given back, and the lock gone on to the next waiter.
+    given_back: u64,
 }
 
 /// A lock taken: its fencing token, and when the attempt that took it (or the last one before
@@ -108,6 +112,7 @@ impl<'a> Acquisition<'a> {
             notices: None,
             next_subscribe: start,
             attempts: 0,
+            given_back: 0,
             in_line_since: None,
             ended: false,
         }
@@ -157,8 +162,15 @@ impl<'a> Acquisition<'a> {
     /// The lock, when a release handed it to this waiter and the lease it can count on is long
     /// enough to be worth it (half the ttl); otherwise the next attempt confirms it (the
     /// server knows this waiter's token as the holder's) with a lease from that attempt.
+    ///
+    /// A hand-off this acquisition gave back is void. With replica acknowledgement, every
+    /// hand-off is confirmed by the next attempt: the release that wrote it waited for no
+    /// replica, and only an acknowledged attempt makes a lock safe to hand out.
     fn handed_over(&self) -> Option<Taken> {
         let fence = self.notices.as_ref()?.granted()?;
+        if fence <= self.given_back || self.inner.config.replica_acks {
+            return None;
+        }
         let since = self.in_line_since?;
         let lease_end = crate::lease::lease_end(since, self.ttl);
         if lease_end.saturating_duration_since(Instant::now()) < self.ttl / 2 {
@@ -189,11 +201,11 @@ impl<'a> Acquisition<'a> {
             })
         };
         match outcome {
-            Ok(Attempt::Acquired(_)) if !answered_in_time(sent, self.ttl) => {
+            Ok(Attempt::Acquired(fence)) if !answered_in_time(sent, self.ttl) => {
                 // The lease may have run out before the answer came: this token's place in the
                 // fencing order is not assured, so it is given back, not handed out.
                 tracing::debug!("acquired after the lease could have run out; retrying");
-                self.give_back().await;
+                self.give_back(fence).await;
                 retry(None, None)
             }
             Ok(Attempt::Acquired(fence)) => {
@@ -222,10 +234,14 @@ impl<'a> Acquisition<'a> {
             Ok(Attempt::HeldByThisTask) => Ok(Err(LockError::HeldByThisTask {
                 key: key.to_owned(),
             })),
-            Ok(Attempt::NotReplicated { acked, required }) => {
+            Ok(Attempt::NotReplicated {
+                fence,
+                acked,
+                required,
+            }) => {
                 // Not safe to hand out (a failover could lose it): given back, retried.
                 tracing::debug!(acked, required, "too few replicas acknowledged; retrying");
-                self.give_back().await;
+                self.give_back(fence).await;
                 let failure = LockError::NotReplicated {
                     key: key.to_owned(),
                     acknowledged: acked,
@@ -258,8 +274,9 @@ impl<'a> Acquisition<'a> {
         }
     }
 
-    /// Releases a lock taken but not to be handed out.
-    async fn give_back(&self) {
+    /// Releases a lock taken (with `fence`) but not to be handed out.
+    async fn give_back(&mut self, fence: u64) {
+        self.given_back = self.given_back.max(fence);
         let _ = crate::lock::release(&self.inner.deployment, self.claim.holding()).await;
     }
 
@@ -378,7 +395,7 @@ impl Drop for Acquisition<'_> {
 
 /// Whether a failed attempt may succeed later, within the wait: connection trouble, a quorum not
 /// reached, or a cluster or replica in transition (`TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`,
-/// `LOADING`, `READONLY`).
+/// `LOADING`, `READONLY`), or sentinels that name no reachable master (during a failover).
 fn retryable(error: &LockError) -> bool {
     use redis::ServerErrorKind as Kind;
     match error {
@@ -395,6 +412,7 @@ fn retryable(error: &LockError) -> bool {
                             | Kind::ReadOnly
                     )
                 )
+                || source.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
         }
         _ => false,
     }

@@ -26,6 +26,8 @@ pub(crate) enum Attempt {
     HeldByThisTask,
     /// Taken, but fewer replicas than required acknowledged it: to be given back.
     NotReplicated {
+        /// The fencing token it was taken with.
+        fence: u64,
         /// Replicas that acknowledged.
         acked: usize,
         /// Replicas required.
@@ -133,9 +135,11 @@ impl redis::ToRedisArgs for Uncontended<'_> {
 /// `attempt`, unless too few replicas acknowledged the lock it took.
 fn replicated(attempt: Attempt, short: Option<(usize, usize)>) -> Attempt {
     match (attempt, short) {
-        (Attempt::Acquired(_), Some((acked, required))) => {
-            Attempt::NotReplicated { acked, required }
-        }
+        (Attempt::Acquired(fence), Some((acked, required))) => Attempt::NotReplicated {
+            fence,
+            acked,
+            required,
+        },
         (attempt, _) => attempt,
     }
 }

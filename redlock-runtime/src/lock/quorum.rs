@@ -190,7 +190,9 @@ impl Tally {
                     };
                 }
                 Ok(Attempt::WrongType(found)) => tally.wrong_type = Some(found),
-                Ok(Attempt::NotReplicated { acked, required }) => {
+                Ok(Attempt::NotReplicated {
+                    acked, required, ..
+                }) => {
                     tracing::debug!(
                         acked,
                         required,
