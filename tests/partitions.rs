@@ -156,6 +156,77 @@ fn stored(store: &RedisServer, key: &str) -> (i64, Vec<u64>) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The network itself.
+
+/// The network namespaces `ip netns list` shows.
+fn namespaces() -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_network_removes_its_hosts_and_what_runs_there_also_after_a_failure() {
+    // Left by a run that was killed (no process has this pid): removed by the next network.
+    let stale = "rl4194999x0-sw";
+    let made = std::process::Command::new("ip")
+        .args(["netns", "add", stale])
+        .status()
+        .expect("ip netns add");
+    assert!(made.success(), "ip netns add {stale}");
+    let mut ours = Vec::new();
+    let mut sleeper = None;
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut net = Network::new();
+        let (a, b) = (net.host("a"), net.host("b"));
+        ours = namespaces()
+            .into_iter()
+            .filter(|name| name.starts_with(&format!("rl{}x", std::process::id())))
+            .collect();
+        let server = b.server(ServerOptions::new());
+        // A process the test loses track of: the network kills it with its host.
+        let child = a
+            .namespace
+            .command("sleep")
+            .arg("600")
+            .spawn()
+            .expect("sleep");
+        sleeper = Some(child);
+        // Hosts reach each other, and a cut link is silent until healed.
+        let port = server.port().unwrap();
+        let reach = |timeout_ms| {
+            let to = std::net::SocketAddr::from((b.address, port));
+            a.namespace
+                .run(move || {
+                    std::net::TcpStream::connect_timeout(&to, Duration::from_millis(timeout_ms))
+                        .is_ok()
+                })
+                .unwrap()
+        };
+        assert!(reach(2_000), "b is not reachable from a");
+        net.cut(&a, &[&b]);
+        assert!(!reach(300), "a reached b through a cut link");
+        net.heal(&a);
+        assert!(reach(2_000), "b is not reachable from a after healing");
+        panic!("a failure mid-scenario");
+    }));
+    assert!(failed.is_err());
+    assert_eq!(ours.len(), 3, "a switch and two hosts: {ours:?}");
+    let left = namespaces();
+    for name in ours.iter().chain([&stale.to_owned()]) {
+        assert!(!left.contains(name), "{name} is still there: {left:?}");
+    }
+    let mut sleeper = sleeper.expect("the process was started");
+    let status = sleeper.wait().expect("reap sleep");
+    assert!(!status.success(), "the process in the host was not killed");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Client processes.
 
 /// The entry point of child processes; does nothing in a normal test run.
@@ -819,8 +890,9 @@ async fn redlock_keeps_one_holder_through_partitions_and_grants_again_after_heal
         "locks granted while a majority of masters was cut off: {granted_without_majority:?}"
     );
     assert!(!holder_rounds.is_empty() && !majority_rounds.is_empty());
+    // Half the time no majority is reachable, or a client is cut off: still, locks go on.
     assert!(
-        history.count("done") >= 5 * seconds as usize,
+        history.count("done") >= 2 * seconds as usize,
         "only {} sections completed in {seconds} s",
         history.count("done")
     );

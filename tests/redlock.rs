@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redlock::testing::{RedisServer, RedisServers};
+use redlock::testing::{Proxy, ProxyMode, RedisServer, RedisServers};
 use redlock::{distributed_lock, LockError, LockManager};
 
 fn masters(n: usize) -> RedisServers {
@@ -231,6 +231,89 @@ async fn a_redlock_waiter_keeps_no_place_in_line_and_gets_the_lock_soon_after_re
         .expect("the waiter gets the lock");
     eprintln!("woken {:?} after the release", released.elapsed());
     next.release().await.unwrap();
+}
+
+/// The command connections `server` has open (not subscribed ones, nor this query's own).
+fn command_connections(server: &RedisServer) -> usize {
+    let clients = server.command(&["CLIENT", "LIST"]).expect("CLIENT LIST");
+    clients
+        .lines()
+        .filter(|client| {
+            client.contains(" sub=0 ")
+                && client.contains(" psub=0 ")
+                && !client.contains("cmd=client|list")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_arrives_late_does_not_undo_a_later_attempt() {
+    // Masters 1 and 2 behind proxies that hold every byte back 1.5 s: the first attempts
+    // reach only master 0 in time, fail, and are rolled back; their requests (and rollbacks)
+    // wait in the proxies while the manager gives those connections up and opens new ones.
+    let servers = masters(3);
+    let proxies: Vec<Proxy> = (1..3)
+        .map(|i| Proxy::start(("127.0.0.1", servers.get(i).port().unwrap())).unwrap())
+        .collect();
+    let urls = vec![servers.get(0).url(), proxies[0].url(), proxies[1].url()];
+    let locks = LockManager::builder_redlock(urls.clone())
+        .node_timeout(Duration::from_millis(100))
+        .operation_timeout(Duration::from_millis(500))
+        .connections(1)
+        .build()
+        .unwrap();
+    // A failed attempt first, as in a service that has run a while: the masters know the
+    // rollback script, so a late rollback runs when it lands.
+    let other = redlock(&servers);
+    let warm = other
+        .acquire_with("warm", &common::options(20_000, 0))
+        .await
+        .unwrap();
+    let busy = common::within(locks.acquire_with("warm", &common::options(20_000, 0)))
+        .await
+        .unwrap_err();
+    assert!(matches!(busy, LockError::Timeout { .. }), "{busy:?}");
+    warm.release().await.unwrap();
+    let connections = command_connections(servers.get(1));
+    let held_back = Duration::from_millis(1_500);
+    for proxy in &proxies {
+        proxy.set_mode(ProxyMode::Delay(held_back)).unwrap();
+    }
+    let acquiring = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            locks
+                .acquire_with("late", &common::options(20_000, 10_000))
+                .await
+        }
+    });
+    common::until(
+        common::PATIENCE,
+        "the manager to reconnect to master 1",
+        || command_connections(servers.get(1)) > connections,
+    )
+    .await;
+    for proxy in &proxies {
+        proxy.set_mode(ProxyMode::Pass).unwrap();
+    }
+    let passed = Instant::now();
+    let guard = common::within(acquiring).await.unwrap().unwrap();
+    // Every byte held back lands within 1.5 s of the switch; meanwhile and after, the lock stays
+    // on every master: the old attempts' rollbacks name another token.
+    while passed.elapsed() < held_back + Duration::from_millis(500) {
+        for i in 0..3 {
+            assert!(
+                holds(servers.get(i), "lock:late"),
+                "a late rollback removed the lock from master {i}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let busy = common::within(other.acquire_with("late", &common::options(20_000, 0)))
+        .await
+        .unwrap_err();
+    assert!(matches!(busy, LockError::Timeout { .. }), "{busy:?}");
+    guard.release().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,6 +89,7 @@ impl Network {
             .ip(&[
                 "link",
                 "add",
+                "name",
                 name,
                 "type",
                 "veth",
@@ -98,10 +99,13 @@ impl Network {
                 "netns",
                 namespace.name(),
             ])
-            .and_then(|()| self.switch.ip(&["link", "set", name, "master", BRIDGE]))
-            .and_then(|()| self.switch.ip(&["link", "set", name, "up"]))
+            .and_then(|()| {
+                self.switch
+                    .ip(&["link", "set", "dev", name, "master", BRIDGE])
+            })
+            .and_then(|()| self.switch.ip(&["link", "set", "dev", name, "up"]))
             .and_then(|()| namespace.ip(&["addr", "add", &cidr, "dev", PORT]))
-            .and_then(|()| namespace.ip(&["link", "set", PORT, "up"]));
+            .and_then(|()| namespace.ip(&["link", "set", "dev", PORT, "up"]));
         cabled.unwrap_or_else(|e| panic!("cabling {name} to the switch in {switch}: {e}"));
         // The firewall answers at once: an empty rule set, listed.
         namespace

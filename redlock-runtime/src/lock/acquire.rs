@@ -36,7 +36,7 @@ pub(crate) async fn acquire(
     };
     let caller = caller.as_ref().map(Tag::as_str);
     let limit = settings.wait.saturating_add(inner.config.op_timeout);
-    let acquisition = Acquisition::new(inner, key, settings, &token, caller);
+    let acquisition = Acquisition::new(inner, key, settings, token, caller);
     let result = crate::deadline::within(limit, key.name(), acquisition.run())
         .in_span(span)
         .await;
@@ -48,7 +48,7 @@ pub(crate) async fn acquire(
                 redis_key,
                 key_len,
                 settings.kind,
-                token,
+                taken.token,
                 taken.fence,
                 settings.ttl,
                 taken.sent,

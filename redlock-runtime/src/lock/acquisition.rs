@@ -53,11 +53,12 @@ pub(crate) struct Acquisition<'a> {
     given_back: u64,
 }
 
-/// A lock taken: its fencing token, and when the attempt that took it (or the last one before
-/// a hand-off) was sent.
+/// A lock taken: its fencing token, when the attempt that took it (or the last one before a
+/// hand-off) was sent, and the holder's token it was taken with.
 pub(crate) struct Taken {
     pub(crate) fence: u64,
     pub(crate) sent: Instant,
+    pub(crate) token: Token,
 }
 
 /// What an attempt that did not end the acquisition leaves to wait for.
@@ -73,7 +74,7 @@ impl<'a> Acquisition<'a> {
         inner: &'a Arc<Inner>,
         key: Key<'a>,
         settings: &Settings,
-        token: &'a Token,
+        token: Token,
         caller: Option<&'a str>,
     ) -> Self {
         let start = Instant::now();
@@ -83,7 +84,7 @@ impl<'a> Acquisition<'a> {
                 key,
                 kind: settings.kind,
                 fence_key: &inner.config.fence_key,
-                token: token.as_str(),
+                token,
                 holder: &inner.config.holder,
                 ttl_ms: settings.ttl_ms(),
                 caller,
@@ -177,7 +178,11 @@ impl<'a> Acquisition<'a> {
             return None;
         }
         tracing::debug!(attempts = self.attempts, fence, "handed over");
-        Some(Taken { fence, sent: since })
+        Some(Taken {
+            fence,
+            sent: since,
+            token: self.claim.token,
+        })
     }
 
     /// One attempt: `Ok` ends the acquisition (taken, or an error no retry can mend).
@@ -192,6 +197,14 @@ impl<'a> Acquisition<'a> {
             ..self.claim
         };
         let outcome = crate::lock::attempt(&self.inner.deployment, claim, sent).await;
+        if !self.inner.deployment.keeps_lines()
+            && self.claim.grace_ms == 0
+            && !matches!(outcome, Ok(Attempt::Acquired(_)))
+        {
+            // On Redlock an attempt that did not take the lock was rolled back on every master
+            // (see `quorum`), some of which may not have answered.
+            self.fresh_token();
+        }
         self.claim.likely_free = !matches!(outcome, Ok(Attempt::Busy(_) | Attempt::HeldByThisTask));
         let key = self.claim.key.name();
         let retry = |holder_left, failure| {
@@ -216,7 +229,11 @@ impl<'a> Acquisition<'a> {
                     fence,
                     "acquired"
                 );
-                Ok(Ok(Taken { fence, sent }))
+                Ok(Ok(Taken {
+                    fence,
+                    sent,
+                    token: self.claim.token,
+                }))
             }
             Ok(Attempt::WrongType(found)) => {
                 Ok(Err(match crate::lock::shared::kind_found(&found) {
@@ -274,10 +291,24 @@ impl<'a> Acquisition<'a> {
         }
     }
 
-    /// Releases a lock taken (with `fence`) but not to be handed out.
+    /// Releases a lock taken (with `fence`) but not to be handed out, and goes on with a fresh
+    /// token.
     async fn give_back(&mut self, fence: u64) {
         self.given_back = self.given_back.max(fence);
         let _ = crate::lock::release(&self.inner.deployment, self.claim.holding()).await;
+        self.fresh_token();
+    }
+
+    /// Takes a new token for the next attempts, after one whose lock was given back or rolled
+    /// back: that release, sent on a connection that is then given up, may still reach the
+    /// server after the next attempt did (over a new connection), and must not undo it. A
+    /// token that names a place in the key's line is kept, as long as the place is (on Redlock,
+    /// a waiting writer's).
+    fn fresh_token(&mut self) {
+        self.claim.token = self.claim.token.fresh();
+        if let Some(sub) = self.notices.as_mut() {
+            sub.expect_grant(self.claim.token.as_str());
+        }
     }
 
     /// The error of an acquisition whose wait is over: the last attempt's failure, or busy.
@@ -316,7 +347,7 @@ impl<'a> Acquisition<'a> {
             });
         match subscribed {
             Some(Ok(mut sub)) => {
-                sub.expect_grant(self.claim.token);
+                sub.expect_grant(self.claim.token.as_str());
                 self.notices = Some(sub);
                 return true;
             }
@@ -368,7 +399,7 @@ impl Drop for Acquisition<'_> {
         let inner = self.inner.clone();
         let redis_key = self.claim.key.redis.to_owned();
         let name_at = self.claim.key.name_at;
-        let token = self.claim.token.to_owned();
+        let token = self.claim.token.as_str().to_owned();
         let kind = self.claim.kind;
         runtime.spawn(async move {
             let lock = Holding {

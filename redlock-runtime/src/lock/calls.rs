@@ -85,7 +85,7 @@ impl Call for Claim<'_> {
             // The value says who holds the lock (see `scripts/queue.lua`); its fencing token is
             // known from the reply only, and written in by the first renewal.
             let value = Uncontended {
-                token: self.token,
+                token: self.token.as_str(),
                 since: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis()),

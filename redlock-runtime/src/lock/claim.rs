@@ -3,6 +3,7 @@
 //! locks' requests, which build on it.
 
 use crate::deploy::{Key, Place};
+use crate::lock::token::Token;
 use crate::options::LockKind;
 use crate::wire::Request;
 
@@ -28,8 +29,8 @@ pub(crate) struct Claim<'a> {
     /// The fencing counter's Redis key (on a cluster, the counter of the key's slot is named
     /// from it).
     pub(crate) fence_key: &'a str,
-    /// The holder's token.
-    pub(crate) token: &'a str,
+    /// The holder's token (a fresh one after an attempt that was rolled back).
+    pub(crate) token: Token,
     /// The holder's name, recorded with the lock.
     pub(crate) holder: &'a str,
     /// The lease in milliseconds.
@@ -63,7 +64,7 @@ impl<'a> Claim<'a> {
         let (key, fence_key) = (self.key.redis, self.fence_key);
         let mut request = with_line_keys(script, at, key, fence_key, companions, 6 + more);
         request
-            .arg(self.token)
+            .arg(self.token.as_str())
             .arg(self.ttl_ms)
             .arg(self.caller.unwrap_or(""))
             .arg(self.grace_ms)
@@ -73,12 +74,12 @@ impl<'a> Claim<'a> {
     }
 
     /// The lock this attempt would hold.
-    pub(crate) fn holding(&self) -> Holding<'a> {
+    pub(crate) fn holding(&self) -> Holding<'_> {
         Holding {
             key: self.key,
             kind: self.kind,
             fence_key: self.fence_key,
-            token: self.token,
+            token: self.token.as_str(),
         }
     }
 }

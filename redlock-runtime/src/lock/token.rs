@@ -30,8 +30,23 @@ impl Token {
         Self(digits)
     }
 
+    /// A new token with the same tag: for an attempt after one that was rolled back, so that
+    /// the rollback, should it reach a server late (sent on a connection given up, delivered
+    /// after a new one's requests), cannot undo the new attempt's lock.
+    pub(crate) fn fresh(&self) -> Self {
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&self.0[32..]);
+        Self::with_tag(Tag(tag))
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -59,10 +59,14 @@ impl Subscription {
         .await;
     }
 
-    /// Listens for a hand-off of the key to `token` (a waiter in the key's line).
+    /// Listens for a hand-off of the key to `token` (a waiter in the key's line), instead of
+    /// the token it listened for before, if any.
     pub(crate) fn expect_grant(&mut self, token: &str) {
-        if self.grant.is_some() {
-            return;
+        if let Some((before, _)) = &self.grant {
+            if before == token {
+                return;
+            }
+            self.table.grantees().remove(before);
         }
         let grant = Arc::new(Grant::default());
         self.table

@@ -355,9 +355,14 @@ async fn connection(
     let poisoned = Arc::new(AtomicBool::new(false));
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
+    // Each direction delivers what it has read, as a network delivers what is in flight: a
+    // client that hangs up does not take back the requests it sent before.
+    let both = futures_util::future::join(
+        pump(client_read, server_write, modes.clone(), poisoned.clone()),
+        pump(server_read, client_write, modes.clone(), poisoned.clone()),
+    );
     tokio::select! {
-        () = pump(client_read, server_write, modes.clone(), poisoned.clone()) => {}
-        () = pump(server_read, client_write, modes.clone(), poisoned.clone()) => {}
+        _ = both => {}
         () = cut(modes, poisoned) => {}
     }
 }
