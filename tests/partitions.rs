@@ -48,9 +48,12 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The scenarios run one at a time: each loads both cores, and its timings are figures.
 async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
-    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     ONE.lock().await
 }
+
+/// Held by the scenario that runs; networks made meanwhile would also race for the stale
+/// namespaces each new network removes.
+static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How long each scenario runs (`REDLOCK_PARTITION_SECONDS`, default 20).
 fn seconds() -> u64 {
@@ -172,6 +175,7 @@ fn namespaces() -> Vec<String> {
 
 #[test]
 fn a_network_removes_its_hosts_and_what_runs_there_also_after_a_failure() {
+    let _one = ONE.blocking_lock();
     // Left by a run that was killed (no process has this pid): removed by the next network.
     let stale = "rl4194999x0-sw";
     let made = std::process::Command::new("ip")

@@ -15,7 +15,10 @@
 //!   key) and the lock counts as busy when the masters that answered show another holder (a
 //!   [`LockError::Timeout`] once `wait` is over), or the attempt fails with
 //!   [`LockError::QuorumNotReached`] when too few masters answered in time; the manager retries
-//!   both within `wait`.
+//!   both within `wait`, with a fresh token: a rollback that reaches a master late (sent on a
+//!   connection that was then given up, and delivered after a new connection's requests, when
+//!   a partition heals) names the old token and cannot undo the retry's lock there. A writer
+//!   waiting in line keeps its token, which names its place.
 //! - **Release**: compare-and-delete on every master (bounded like an attempt); each one
 //!   publishes a release notice.
 //!   Waiters listen on one master (the first that accepts the subscription) and poll as
