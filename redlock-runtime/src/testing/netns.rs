@@ -19,7 +19,7 @@ use super::ServerError;
 /// threads it starts (a [`Proxy`](super::Proxy), say), belong to the namespace.
 /// [`command`](Self::command) builds a process that starts inside it.
 ///
-/// Needs root (`CAP_SYS_ADMIN`) and iproute2's `ip`; where either is missing,
+/// Needs Linux, root (`CAP_SYS_ADMIN`) and iproute2's `ip`; where any is missing,
 /// [`create`](Self::create) fails with [`ServerError::Namespace`] saying so.
 ///
 /// ```no_run
@@ -134,6 +134,7 @@ impl Drop for Namespace {
 }
 
 /// Moves the calling thread into the namespace behind `fd`.
+#[cfg(target_os = "linux")]
 fn enter(fd: RawFd) -> io::Result<()> {
     // SAFETY: plain syscall on a descriptor owned by a live `Namespace`; it changes only the
     // calling thread's network namespace.
@@ -142,6 +143,16 @@ fn enter(fd: RawFd) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Network namespaces are Linux's: elsewhere (where `ip netns add` fails first anyway) entering
+/// one is an error.
+#[cfg(not(target_os = "linux"))]
+fn enter(_fd: RawFd) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "network namespaces need Linux",
+    ))
 }
 
 /// Runs `ip ARGS...`; `Err` carries why it failed.
