@@ -224,6 +224,12 @@ impl Deployment {
         !matches!(self, Self::Redlock(_))
     }
 
+    /// Whether an attempt that does not take the lock is rolled back on every server it went
+    /// to: on Redlock, where a master that did not answer may have taken it (see `quorum`).
+    pub(crate) fn rolls_back_failed_attempts(&self) -> bool {
+        matches!(self, Self::Redlock(_))
+    }
+
     /// The notices of a single server, where this process can hand a released lock to its own
     /// waiters directly (the other kinds rely on the published notice).
     pub(crate) fn local_notices(&self) -> Option<&Notices> {

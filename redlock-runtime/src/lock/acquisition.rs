@@ -197,12 +197,11 @@ impl<'a> Acquisition<'a> {
             ..self.claim
         };
         let outcome = crate::lock::attempt(&self.inner.deployment, claim, sent).await;
-        if !self.inner.deployment.keeps_lines()
+        if self.inner.deployment.rolls_back_failed_attempts()
             && self.claim.grace_ms == 0
             && !matches!(outcome, Ok(Attempt::Acquired(_)))
         {
-            // On Redlock an attempt that did not take the lock was rolled back on every master
-            // (see `quorum`), some of which may not have answered.
+            // Rolled back: like a lock given back (a waiting writer's token names its place).
             self.fresh_token();
         }
         self.claim.likely_free = !matches!(outcome, Ok(Attempt::Busy(_) | Attempt::HeldByThisTask));
