@@ -542,6 +542,13 @@ async fn renewal_under_50ms_added_latency_keeps_the_lock() {
 async fn lock_whose_answer_comes_after_its_lease_is_not_handed_out() {
     let server = common::server();
     let (proxy, locks) = proxied(&server);
+    // The key's connection set up and its release script loaded first: the delay then falls on
+    // the attempt and its give-back alone, not on the connection's own handshake.
+    let warm = locks
+        .acquire_with("late", &common::options(2_000, 0))
+        .await
+        .unwrap();
+    warm.release().await.unwrap();
     // Each round trip now takes over 120 ms: longer than a 100 ms lease, shorter than 2 s.
     proxy
         .set_mode(ProxyMode::Delay(Duration::from_millis(60)))
