@@ -159,8 +159,8 @@ fn child_process_entry() {
 struct Client {
     host: Arc<Host>,
     process: ChildProcess,
-    /// (key, token) → enter.
-    open: HashMap<(String, u64), u64>,
+    /// section → (key, token, enter).
+    open: HashMap<String, (String, u64, u64)>,
     /// Its links that delay and lose traffic.
     lossy: usize,
 }
@@ -183,16 +183,19 @@ impl History {
         for line in lines {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
-                ["ENTER", key, token, at] => {
+                ["ENTER", key, token, at, by] => {
                     let at = at.parse().unwrap();
-                    client
-                        .open
-                        .insert((key.to_string(), token.parse().unwrap()), at);
+                    let entered = (key.to_string(), token.parse().unwrap(), at);
+                    client.open.insert(by.to_string(), entered);
                     self.entries.push((at, key.to_string(), index));
                 }
-                ["EXIT", key, token, exit, lease_end, outcome] => {
+                ["EXIT", key, token, exit, lease_end, outcome, by] => {
                     let token: u64 = token.parse().unwrap();
-                    let Some(enter) = client.open.remove(&(key.to_string(), token)) else {
+                    let Some((_, _, enter)) = client
+                        .open
+                        .remove(*by)
+                        .filter(|(k, t, _)| k == key && *t == token)
+                    else {
                         self.garbled.push(line.clone());
                         continue;
                     };
@@ -311,10 +314,13 @@ impl Clients {
 
     /// A client inside a section now, and that section's key.
     fn holder(&self) -> Option<(usize, String)> {
-        self.clients
-            .iter()
-            .enumerate()
-            .find_map(|(i, client)| client.open.keys().next().map(|(key, _)| (i, key.clone())))
+        self.clients.iter().enumerate().find_map(|(i, client)| {
+            client
+                .open
+                .values()
+                .next()
+                .map(|(key, _, _)| (i, key.clone()))
+        })
     }
 
     /// Stops every client, takes in the rest of their reports, and checks they exited cleanly

@@ -208,24 +208,27 @@ fn shared_clock(at: Instant) -> u64 {
     }
 }
 
-/// Reports `ENTER <key> <token> <ns>` when a section is entered and
-/// `EXIT <key> <token> <ns> <lease end ns> <outcome>` when it is left, also when the body is
-/// dropped because the lock was found lost (outcome `dropped`).
+/// Reports `ENTER <key> <token> <ns> <section>` when a section is entered and
+/// `EXIT <key> <token> <ns> <lease end ns> <outcome> <section>` when it is left, also when the
+/// body is dropped because the lock was found lost (outcome `dropped`). `<section>` names the
+/// section: a token alone may repeat, when a failover lost a counter's increment.
 struct Inside {
     key: String,
+    by: String,
     guard: Arc<LockGuard>,
     outcome: &'static str,
 }
 
 impl Inside {
-    fn enter(key: &str, guard: Arc<LockGuard>) -> Self {
+    fn enter(key: &str, guard: Arc<LockGuard>, by: &str) -> Self {
         emit(format!(
-            "ENTER {key} {} {}",
+            "ENTER {key} {} {} {by}",
             guard.fencing_token(),
             now_ns()
         ));
         Inside {
             key: key.to_owned(),
+            by: by.to_owned(),
             guard,
             outcome: "dropped",
         }
@@ -237,10 +240,11 @@ impl Drop for Inside {
         let exit = now_ns();
         let lease_end = shared_clock(self.guard.lease_end());
         emit(format!(
-            "EXIT {} {} {exit} {lease_end} {}",
+            "EXIT {} {} {exit} {lease_end} {} {}",
             self.key,
             self.guard.fencing_token(),
-            self.outcome
+            self.outcome,
+            self.by
         ));
     }
 }
@@ -248,7 +252,7 @@ impl Drop for Inside {
 /// One critical section: read the key's counter, hold, write it back incremented.
 async fn section(guard: Arc<LockGuard>, store: &Store, key: &str, hold: Duration, by: &str) {
     let token = guard.fencing_token();
-    let mut inside = Inside::enter(key, guard);
+    let mut inside = Inside::enter(key, guard, by);
     inside.outcome = match store.read(key, token, by).await {
         None => "store-error",
         Some(-1) => "fenced",
